@@ -1,0 +1,149 @@
+"""Gate accuracy on simulated benchmarks with known truth.
+
+For each noise scenario and each true effect (none = A/A, and a +3% gain) this runs many simulated
+optimization attempts through the real SequentialGate loop (next_batch / decide, exactly as the
+orchestrator drives it) and through the two rules used in the field: "single run, keep if better"
+and "median of 5, keep if better". Every rule sees the same simulated worker (common random
+numbers per trial) and the same interleaved, randomized run order. Metric direction is `max`.
+
+Noise is multiplicative (log-normal): run k of the whole A/B sequence measures
+    true_value * exp(drift(k) + slow(k) + white_k)
+so drift and slow components hit A and B alike except for the part that changes between runs.
+
+Usage: python benchmarks/gate_accuracy.py [--trials N] [--seed S] [--alpha A]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import math
+import random
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from research_agent.gate import SequentialGate, pair_orders  # noqa: E402
+
+GAIN = 0.03
+MIN_EFFECT = 0.01
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    white_sd: float       # independent per-run noise (log scale, ~CV)
+    walk_step_sd: float   # random-walk drift step per run
+    slow_sd: float        # stationary sd of a shared AR(1) component
+    slow_rho: float       # AR(1) correlation between consecutive runs
+    outlier_rate: float = 0.0  # fraction of runs hit by interference
+    outlier_size: float = 0.0  # log-scale slowdown of such a run
+
+
+SCENARIOS = [
+    Scenario("(a) CV 2% white", 0.02, 0.0, 0.0, 0.0),
+    Scenario("(b) CV 5% white + random-walk drift 0.5%/run", 0.05, 0.005, 0.0, 0.0),
+    Scenario("(c) CV 2% = shared slow AR(1) 1.41% (rho .95) + white 1.41%",
+             0.02 / math.sqrt(2), 0.0, 0.02 / math.sqrt(2), 0.95),
+    Scenario("(d) CV 2% white + 5% of runs 15% slow", 0.02, 0.0, 0.0, 0.0, 0.05, math.log(0.85)),
+]
+
+
+class SimulatedWorker:
+    """One machine measuring runs in sequence; its drift state persists across batches."""
+
+    def __init__(self, scenario: Scenario, rng: random.Random):
+        self.s, self.rng = scenario, rng
+        self.walk = 0.0
+        self.slow = rng.gauss(0.0, scenario.slow_sd)
+
+    def run(self, true_value: float) -> float:
+        s, rng = self.s, self.rng
+        self.walk += rng.gauss(0.0, s.walk_step_sd)
+        innovation_sd = s.slow_sd * math.sqrt(1 - s.slow_rho ** 2)
+        self.slow = s.slow_rho * self.slow + rng.gauss(0.0, innovation_sd)
+        log_noise = self.walk + self.slow + rng.gauss(0.0, s.white_sd)
+        if rng.random() < s.outlier_rate:
+            log_noise += s.outlier_size
+        return true_value * math.exp(log_noise)
+
+
+def run_pairs(worker: SimulatedWorker, n: int, cand_value: float, rng: random.Random,
+              base: list[float], cand: list[float]) -> None:
+    """Append n interleaved pairs, order randomized per pair, as the orchestrator runs them."""
+    for order in pair_orders(n, rng):
+        values = {arm: worker.run(1.0 if arm == "base" else cand_value) for arm in order}
+        base.append(values["base"])
+        cand.append(values["cand"])
+
+
+def gate_rule(max_repeats: int, alpha: float | None):
+    def decide(worker, cand_value, rng):
+        gate = SequentialGate(min_effect=MIN_EFFECT, repeats=5, max_repeats=max_repeats,
+                              direction="max", alpha=alpha)
+        base, cand = [], []
+        while (batch := gate.next_batch(len(base))) > 0:
+            run_pairs(worker, batch, cand_value, rng, base, cand)
+            verdict = gate.decide(base, cand)
+            if verdict.action != "more":
+                break
+        return verdict.action == "keep", len(base)
+    return decide
+
+
+def median_rule(pairs: int):
+    def decide(worker, cand_value, rng):
+        base, cand = [], []
+        run_pairs(worker, pairs, cand_value, rng, base, cand)
+        return statistics.median(cand) > statistics.median(base), pairs
+    return decide
+
+
+def simulate(rule, scenario: Scenario, cand_value: float, trials: int, seed: int):
+    keeps, pairs = 0, 0
+    for trial in range(trials):
+        # Same seed per trial for every rule: all rules face the same worker noise.
+        rng = random.Random(f"{seed}/{scenario.name}/{cand_value}/{trial}")
+        kept, used = rule(SimulatedWorker(scenario, rng), cand_value, rng)
+        keeps += kept
+        pairs += used
+    return keeps, pairs / trials
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=2000, help="simulated attempts per cell")
+    parser.add_argument("--seed", type=int, default=20240611)
+    parser.add_argument("--alpha", type=float, default=None, help="gate alpha (default: gate's)")
+    args = parser.parse_args(argv)
+
+    rules = [
+        ("single run, keep if better", median_rule(1)),
+        ("median of 5, keep if better", median_rule(5)),
+        ("gate, max_repeats=10", gate_rule(10, args.alpha)),
+        ("gate, max_repeats=15 (default)", gate_rule(15, args.alpha)),
+    ]
+    gate = SequentialGate(alpha=args.alpha)
+    started = time.perf_counter()
+    print(f"## Gate accuracy — {datetime.date.today().isoformat()}\n")
+    print(f"{args.trials} trials per cell, seed {args.seed}; min_effect {MIN_EFFECT:.0%}, "
+          f"true gain {GAIN:.0%}; gate alpha {gate.alpha} (per look {gate.keep_alpha:.4f}), "
+          f"futility per interim look {gate.futility_beta:.3f}, looks {gate.looks} "
+          f"(max_repeats=10: {SequentialGate(max_repeats=10).looks}).\n")
+    print("| scenario | rule | A/A false keep | +3% power | avg pairs A/A | avg pairs +3% |")
+    print("|---|---|---:|---:|---:|---:|")
+    for scenario in SCENARIOS:
+        for label, rule in rules:
+            fk, pairs_null = simulate(rule, scenario, 1.0, args.trials, args.seed)
+            pw, pairs_gain = simulate(rule, scenario, 1.0 + GAIN, args.trials, args.seed)
+            print(f"| {scenario.name} | {label} | {fk / args.trials:.2%} ({fk}) | "
+                  f"{pw / args.trials:.1%} | {pairs_null:.1f} | {pairs_gain:.1f} |", flush=True)
+    print(f"\n({time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

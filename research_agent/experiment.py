@@ -1,0 +1,183 @@
+"""One experiment, start to finish, inside two checkouts (base and candidate) on one worker.
+
+runtime edits the candidate → commit → protected-path check → clean builds → checks →
+interleaved A/B benchmark with the sequential gate. Backend-agnostic: the local backend calls it
+with git worktrees; a cloud worker can call it the same way on its VM.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pathspec
+
+from . import proc
+from .gate import SequentialGate, pair_orders, parse_metric
+from .runtimes.base import Brief, Runtime, RuntimeResult
+
+COMMITTER = {
+    "GIT_AUTHOR_NAME": "research-agent",
+    "GIT_AUTHOR_EMAIL": "research-agent@localhost",
+    "GIT_COMMITTER_NAME": "research-agent",
+    "GIT_COMMITTER_EMAIL": "research-agent@localhost",
+}
+
+
+@dataclass
+class Commands:
+    build: str | None
+    check: str | None
+    bench: str
+    metric: str
+    regex: str | None
+    direction: str
+    build_timeout: float
+    check_timeout: float
+    bench_timeout: float
+
+
+@dataclass
+class Job:
+    exp_id: str
+    title: str
+    brief: Brief
+    commands: Commands
+    protected: list[str]
+    gate: SequentialGate
+    exp_dir: Path
+    seed: int = 0
+    # Called with (arm, index, value, seconds) as soon as a sample exists, so none is lost on a crash.
+    on_sample: Callable[[str, int, float, float], None] | None = None
+    on_phase: Callable[[str], None] | None = None
+
+
+@dataclass
+class JobResult:
+    decision: str  # kept | discarded | failed | rejected | stopped
+    reason: str
+    effect: dict | None = None
+    cand_commit: str | None = None
+    changed: list[str] = field(default_factory=list)
+    base: list[float] = field(default_factory=list)
+    cand: list[float] = field(default_factory=list)
+    runtime: RuntimeResult | None = None
+
+
+def execute(job: Job, runtime: Runtime, base_dir: Path, cand_dir: Path, message: str) -> JobResult:
+    phase = job.on_phase or (lambda _name: None)
+    log = job.exp_dir / "experiment.log"
+
+    phase("runtime")
+    outcome = runtime.apply(cand_dir, job.brief)
+    if proc.stopping():
+        return JobResult("stopped", "interrupted", runtime=outcome)
+    if not outcome.ok:
+        return JobResult("failed", outcome.reason or "runtime failed", runtime=outcome)
+
+    commit, changed = commit_candidate(cand_dir, message)
+    if not changed:
+        return JobResult("failed", "no change", runtime=outcome)
+    (job.exp_dir / "patch.diff").write_text(_git(cand_dir, "diff", "HEAD~1", "HEAD"), encoding="utf-8")
+    touched = protected_touched(changed, job.protected)
+    if touched:
+        return JobResult("rejected", f"protected path touched: {', '.join(touched)}", cand_commit=commit, changed=changed, runtime=outcome)
+
+    phase("build")
+    for arm, workdir in (("base", base_dir), ("candidate", cand_dir)):
+        failure = clean_build(workdir, job.commands, log)
+        if failure:
+            return JobResult("failed", f"{arm} {failure}", cand_commit=commit, changed=changed, runtime=outcome)
+
+    if job.commands.check:
+        phase("check")
+        result = proc.run(job.commands.check, cwd=cand_dir, timeout=job.commands.check_timeout, log_path=log)
+        if not result.ok:
+            return JobResult("failed", describe_failure("check", result, job.commands.check_timeout), cand_commit=commit, changed=changed, runtime=outcome)
+
+    phase("bench")
+    return benchmark(job, base_dir, cand_dir, log, commit, changed, outcome)
+
+
+def benchmark(job: Job, base_dir: Path, cand_dir: Path, log: Path, commit: str, changed: list[str], outcome: RuntimeResult) -> JobResult:
+    """Interleaved A/B pairs, order randomized per pair, until the sequential gate decides."""
+    rng = random.Random(job.seed)
+
+    samples: dict[str, list[float]] = {"base": [], "cand": []}
+    dirs = {"base": base_dir, "cand": cand_dir}
+    while True:
+        more = job.gate.next_batch(len(samples["cand"]))
+        if more <= 0:
+            break
+        for order in pair_orders(more, rng):
+            for arm in order:
+                value, seconds, failure = run_bench(dirs[arm], job.commands, log)
+                if failure:
+                    where = "base" if arm == "base" else "candidate"
+                    return JobResult("failed", f"bench failed on {where}: {failure}", cand_commit=commit, changed=changed,
+                                     base=samples["base"], cand=samples["cand"], runtime=outcome)
+                samples[arm].append(value)
+                if job.on_sample:
+                    job.on_sample(arm, len(samples[arm]) - 1, value, seconds)
+        verdict = job.gate.decide(samples["base"], samples["cand"])
+        if verdict.action != "more":
+            break
+    effect = verdict.effect.to_dict() if verdict.effect else None
+    decision = "kept" if verdict.action == "keep" else "discarded"
+    return JobResult(decision, verdict.reason, effect, commit, changed, samples["base"], samples["cand"], outcome)
+
+
+def run_bench(workdir: Path, commands: Commands, log: Path) -> tuple[float, float, str | None]:
+    """One benchmark run: (value, seconds, failure). A run without the metric is a failure, never a zero."""
+    result = proc.run(commands.bench, cwd=workdir, timeout=commands.bench_timeout, log_path=log)
+    if not result.ok:
+        return 0.0, result.seconds, describe_failure("bench", result, commands.bench_timeout)
+    value = parse_metric(result.output, commands.metric, commands.regex)
+    if value is None:
+        return 0.0, result.seconds, f"no metric '{commands.metric}' in the output"
+    return value, result.seconds, None
+
+
+def clean_build(workdir: Path, commands: Commands, log: Path) -> str | None:
+    """Build from clean (untracked and ignored files removed); returns a failure line or None."""
+    _git(workdir, "clean", "-f", "-d", "-x", "-q")
+    if not commands.build:
+        return None
+    result = proc.run(commands.build, cwd=workdir, timeout=commands.build_timeout, log_path=log)
+    return None if result.ok else describe_failure("build", result, commands.build_timeout)
+
+
+def describe_failure(what: str, result: proc.Result, timeout: float) -> str:
+    if result.timed_out:
+        return f"{what} timed out after {timeout:.0f}s"
+    if result.stopped:
+        return f"{what} interrupted"
+    last = result.tail(1).strip()
+    return f"{what} failed (exit {result.returncode})" + (f": {last[:200]}" if last else "")
+
+
+def commit_candidate(workdir: Path, message: str) -> tuple[str, list[str]]:
+    """Commit everything the runtime changed on disk — the disk is the truth, not the transcript."""
+    _git(workdir, "add", "--all", ".")
+    changed = [line for line in _git(workdir, "diff", "--cached", "--name-only", "HEAD").splitlines() if line]
+    if not changed:
+        return _git(workdir, "rev-parse", "HEAD"), []
+    _git(workdir, "commit", "--quiet", "--no-verify", "-m", message)
+    return _git(workdir, "rev-parse", "HEAD"), changed
+
+
+def protected_touched(changed: list[str], protected: list[str]) -> list[str]:
+    spec = pathspec.PathSpec.from_lines("gitwildmatch", protected)
+    return [path for path in changed if spec.match_file(path)]
+
+
+def _git(workdir: Path, *args: str) -> str:
+    result = subprocess.run(["git", *args], cwd=str(workdir), capture_output=True, text=True, env={**os.environ, **COMMITTER})
+    if result.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)}: {result.stderr.strip()}")
+    return result.stdout.strip()
+

@@ -1,0 +1,326 @@
+"""The loop: baseline → rounds of parallel experiments → combine winners → report.
+
+Talks only to the Backend and Runtime interfaces and the ledger. Every state change is committed
+to the ledger before the next step, so `resume` after a kill repeats no finished experiment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import threading
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import experiment, proc
+from .brief import write_brief
+from .errors import BaselineError
+from .experiment import Commands, Job, JobResult
+from .gate import SequentialGate, summarize
+from .plan import Hypothesis
+from .rundir import RunDir
+from .runtimes import make_runtime
+from .runtimes.patch import PatchRuntime
+from .target import git
+
+BASELINE = "baseline"
+
+
+class Interrupted(Exception):
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@dataclass
+class Progress:
+    """In-memory, live-only facts the ledger does not need (for the live view)."""
+
+    phase: dict[str, str] = field(default_factory=dict)
+    started: dict[str, float] = field(default_factory=dict)
+    message: str = ""
+
+
+class Orchestrator:
+    def __init__(self, run: RunDir, backend, notify: Callable[[str], None] = lambda _line: None):
+        self.run = run
+        self.task = run.task
+        self.ledger = run.ledger
+        self.backend = backend
+        self.notify = notify
+        self.progress = Progress()
+        self._plan_lock = threading.Lock()
+        self._signal: int | None = None
+
+    # --- entry point ---------------------------------------------------------------------
+
+    def execute(self) -> dict:
+        """Run (or continue) the whole loop; returns the ledger's run row when done."""
+        proc.reset()
+        self._install_signal_handlers()
+        try:
+            stale = self.backend.teardown()  # worktrees a killed run left behind
+            if stale:
+                self.ledger.event("cleanup", f"removed {len(stale)} stale worker(s)", workers=stale)
+            restarted = self.ledger.reset_unfinished()
+            if restarted:
+                self.ledger.event("resume", f"restarting unfinished experiment(s): {', '.join(restarted)}")
+            self.ledger.update_run(status="running")
+            self.baseline()
+            while self.ledger.run()["round"] <= self.task.experiments.rounds:
+                round_no = self.ledger.run()["round"]
+                if not self.run_round(round_no):
+                    break
+            self.ledger.update_run(status="done")
+            self.ledger.event("done", "run finished")
+            return self.ledger.run()
+        except Interrupted:
+            self._wind_down("interrupted")
+            raise
+        except BaseException:
+            self._wind_down("failed")
+            raise
+        finally:
+            self._restore_signal_handlers()
+
+    # --- baseline ------------------------------------------------------------------------
+
+    def baseline(self) -> None:
+        run = self.ledger.run()
+        if run["baseline_median"] is not None:
+            return
+        self.progress.message = "baseline: building"
+        self.notify("baseline: clean build, check, then the benchmark")
+        workdir = self.backend.checkout("baseline", run["best_commit"], BASELINE)
+        log = self.run.exp_dir(BASELINE) / "baseline.log"
+        commands = self.commands()
+        try:
+            failure = experiment.clean_build(workdir, commands, log)
+            self._check_stop()
+            if failure:
+                raise BaselineError(f"baseline {failure} — nothing to compare against (log: {log})")
+            if commands.check:
+                result = proc.run(commands.check, cwd=workdir, timeout=commands.check_timeout, log_path=log)
+                self._check_stop()
+                if not result.ok:
+                    raise BaselineError(f"baseline {experiment.describe_failure('check', result, commands.check_timeout)} (log: {log})")
+            values = []
+            for index in range(self.task.experiments.repeats):
+                self.progress.message = f"baseline: benchmark {index + 1}/{self.task.experiments.repeats}"
+                value, seconds, failure = experiment.run_bench(workdir, commands, log)
+                self._check_stop()
+                if failure:
+                    raise BaselineError(f"baseline {failure} (log: {log})")
+                self.ledger.add_sample(BASELINE, 1, BASELINE, index, value, seconds)
+                values.append(value)
+        finally:
+            self.backend.release(workdir)
+        stats = summarize(values)
+        self.ledger.update_run(baseline_median=stats["median"], baseline_cv=stats["cv"])
+        self.ledger.event("baseline", f"baseline {self.task.metric.name} median {stats['median']:.4g}, CV {stats['cv']:.2%}")
+        with self._plan_lock:
+            self.run.plan.set_baseline(stats["median"], stats["cv"])
+            self.run.save_plan()
+
+    # --- rounds --------------------------------------------------------------------------
+
+    def run_round(self, round_no: int) -> bool:
+        """Run one round; returns True if a next round makes sense (the best commit moved)."""
+        hypotheses = self.round_hypotheses(round_no)
+        for hyp in hypotheses:
+            self.ledger.add_experiment(exp_id(round_no, hyp.id), hyp.id, hyp.title, round_no)
+        todo = [e for e in self.ledger.experiments("hypothesis") if e["round"] == round_no and e["status"] != "done"]
+        self.progress.message = f"round {round_no}: {len(todo)} experiment(s)"
+        self._run_parallel([(e, self.run.plan.hypothesis(e["hypothesis"])) for e in todo])
+        winners = sorted(
+            (e for e in self.ledger.experiments("hypothesis") if e["round"] == round_no and e["decision"] == "kept"),
+            key=lambda e: e["effect_median"] or 0.0,
+            reverse=True,
+        )
+        moved = self.combine(round_no, winners)
+        self.ledger.update_run(round=round_no + 1)
+        return moved
+
+    def round_hypotheses(self, round_no: int) -> list[Hypothesis]:
+        """Round 1 tries every pending hypothesis; later rounds retry the discarded ones on the new best."""
+        plan = self.run.plan
+        if round_no == 1:
+            return [h for h in plan.hypotheses if h.status in ("pending", "running")]
+        previous = {e["hypothesis"]: e for e in self.ledger.experiments("hypothesis") if e["round"] == round_no - 1}
+        return [h for h in plan.hypotheses if previous.get(h.id, {}).get("decision") == "discarded"]
+
+    def combine(self, round_no: int, winners: list[dict]) -> bool:
+        """Stack the round's winners onto the base, biggest first; each addition is re-gated."""
+        if not winners:
+            return False
+        best = winners[0]["cand_commit"]
+        for winner in winners[1:]:
+            combo_id = f"r{round_no}-combine-{winner['hypothesis']}"
+            self.ledger.add_experiment(combo_id, winner["hypothesis"], f"combine {winner['hypothesis']} onto the best", round_no, kind="combine")
+            row = self.ledger.experiment(combo_id)
+            if row["status"] != "done":
+                patch = (self.run.exp_dir(winner["id"]) / "patch.diff").read_text(encoding="utf-8")
+                self._run_one(row, None, base_commit=best, diff=patch)
+                row = self.ledger.experiment(combo_id)
+            if row["decision"] == "kept":
+                best = row["cand_commit"]
+            else:
+                note = f"not in the best: {row['reason']}"
+                self.ledger.update_experiment(winner["id"], reason=f"{winner['reason']}; {note}")
+        self.ledger.update_run(best_commit=best)
+        git(["branch", "--force", f"ra/{self.run.run_id}/best", best], cwd=self.run.repo_dir)
+        self.ledger.event("best", f"round {round_no}: best is now {best[:12]}", commit=best)
+        return True
+
+    # --- experiments ---------------------------------------------------------------------
+
+    def _run_parallel(self, items: list[tuple[dict, Hypothesis | None]]) -> None:
+        workers = self.backend.provision(self.task.experiments.parallel)
+        free = list(workers)
+        pending = list(items)
+        running: dict[Future, str] = {}
+        with ThreadPoolExecutor(max_workers=len(workers)) as pool:
+            while pending or running:
+                while pending and free and not proc.stopping():
+                    row, hyp = pending.pop(0)
+                    worker = free.pop(0)
+                    future = pool.submit(self._run_one, row, hyp, worker=worker)
+                    running[future] = worker
+                if proc.stopping() and not running:
+                    break
+                done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
+                for future in done:
+                    free.append(running.pop(future))
+                    future.result()  # surface orchestrator bugs; experiment failures are recorded, not raised
+        self._check_stop()
+
+    def _run_one(self, row: dict, hyp: Hypothesis | None, worker: str = "local-1", base_commit: str | None = None, diff: str | None = None) -> None:
+        exp = row["id"]
+        base = base_commit or self.ledger.run()["best_commit"]
+        branch = self.branch_name(row)
+        attempt = self.ledger.start_experiment(exp, base, branch, worker)
+        self.progress.phase[exp] = "starting"
+        self.progress.started[exp] = time.monotonic()
+        if hyp is not None:
+            self._set_plan_status(hyp.id, "running")
+        exp_dir = self.run.exp_dir(exp)
+        try:
+            job, runtime = self._job(row, hyp, exp_dir, attempt, diff)
+            result = self.backend.run(worker, job, runtime, base, branch)
+        except Exception as error:  # a bug or an environment fault: record it, keep the loop going
+            (exp_dir / "experiment.log").open("a").write(traceback.format_exc())
+            result = JobResult("failed", f"error: {error}")
+        if proc.stopping():
+            return  # interrupted: stays unfinished, resume repeats it
+        self._record(row, hyp, result)
+
+    def _job(self, row: dict, hyp: Hypothesis | None, exp_dir: Path, attempt: int, diff: str | None):
+        exp = row["id"]
+        if hyp is not None:
+            brief = write_brief(self.run, hyp, exp_dir)
+            runtime = make_runtime(self.task.runtime.name, self.task.runtime.options, self.task.timeouts.runtime)
+        else:  # a combination step re-applies a winner's recorded patch
+            brief = write_brief(self.run, self.run.plan.hypothesis(row["hypothesis"]), exp_dir, diff=diff)
+            runtime = PatchRuntime()
+        experiments = self.task.experiments
+        gate = SequentialGate(experiments.min_effect, experiments.repeats, experiments.max_repeats, self.task.metric.direction)
+
+        def on_sample(arm: str, index: int, value: float, seconds: float) -> None:
+            self.ledger.add_sample(exp, attempt, arm, index, value, seconds)
+
+        def on_phase(name: str) -> None:
+            self.progress.phase[exp] = name
+
+        seed = int(hashlib.sha256(f"{self.run.run_id}/{exp}/{attempt}".encode()).hexdigest()[:8], 16)
+        job = Job(exp, row["title"], brief, self.commands(), self.task.protected_paths(), gate, exp_dir, seed, on_sample, on_phase)
+        return job, runtime
+
+    def _record(self, row: dict, hyp: Hypothesis | None, result: JobResult) -> None:
+        exp = row["id"]
+        outcome = result.runtime
+        if outcome and outcome.cost_usd:
+            self.ledger.add_cost("agent", outcome.cost_usd, exp, detail=self.task.runtime.name)
+        decision = result.decision if result.decision != "stopped" else "failed"
+        self.ledger.decide(
+            exp,
+            decision,
+            result.reason,
+            result.effect,
+            cand_commit=result.cand_commit,
+            tokens=outcome.tokens if outcome else None,
+            turns=outcome.turns if outcome else None,
+        )
+        self.progress.phase.pop(exp, None)
+        if hyp is not None:
+            self._set_plan_status(hyp.id, decision)
+        effect = f" ({result.effect['median']:+.1%})" if result.effect else ""
+        self.notify(f"{exp} {row['title']}: {decision}{effect} — {result.reason}")
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def commands(self) -> Commands:
+        task = self.task
+        return Commands(
+            build=task.build,
+            check=task.check,
+            bench=task.bench,
+            metric=task.metric.name,
+            regex=task.metric.regex,
+            direction=task.metric.direction,
+            build_timeout=task.timeouts.build,
+            check_timeout=task.timeouts.check,
+            bench_timeout=task.timeouts.bench,
+        )
+
+    def branch_name(self, row: dict) -> str:
+        suffix = "" if row["round"] == 1 else f"-r{row['round']}"
+        if row["kind"] == "combine":
+            suffix += "-combined"
+        return f"ra/{self.run.run_id}/{row['hypothesis']}{suffix}"
+
+    def _set_plan_status(self, hid: str, status: str) -> None:
+        with self._plan_lock:
+            self.run.plan.set_status(hid, status)
+            self.run.save_plan()
+
+    def _check_stop(self) -> None:
+        if self._signal is not None:
+            raise Interrupted(self._signal)
+
+    def _wind_down(self, status: str) -> None:
+        """Stop what runs, remove every worktree, leave the ledger resumable."""
+        proc.stop_all()
+        self.ledger.reset_unfinished()
+        with self._plan_lock:
+            for hyp in self.run.plan.hypotheses:
+                if hyp.status == "running":
+                    self.run.plan.set_status(hyp.id, "pending")
+            self.run.save_plan()
+        self.backend.teardown()
+        self.ledger.update_run(status=status)
+        self.ledger.event(status, f"run {status}")
+
+    def _install_signal_handlers(self) -> None:
+        self._previous = {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._on_signal)
+
+    def _restore_signal_handlers(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _on_signal(self, signum: int, _frame) -> None:
+        if self._signal is None:
+            self._signal = signum
+            # Kill from another thread: the handler may have interrupted code holding proc's lock.
+            threading.Thread(target=proc.stop_all, daemon=True).start()
+
+
+def exp_id(round_no: int, hypothesis: str) -> str:
+    return f"r{round_no}-{hypothesis}"

@@ -1,0 +1,140 @@
+"""Run shell commands in their own process group, and kill the whole tree on timeout or exit.
+
+Every command the tool runs (builds, checks, benchmarks, coding agents) goes through `run`,
+so an interrupt or a timeout can never leave an orphan behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+# Live process groups, so an interrupt can kill every running command at once.
+_live: dict[int, subprocess.Popen] = {}
+_live_lock = threading.Lock()
+_stopping = threading.Event()
+
+KILL_GRACE_S = 2.0
+
+
+@dataclass
+class Result:
+    returncode: int | None  # None when killed by timeout or stop
+    output: str  # stdout and stderr, interleaved
+    seconds: float
+    timed_out: bool = False
+    stopped: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out and not self.stopped
+
+    def tail(self, lines: int = 20) -> str:
+        return "\n".join(self.output.rstrip().splitlines()[-lines:])
+
+
+def run(
+    command: str | list[str],
+    cwd: str | Path,
+    timeout: float | None = None,
+    env: dict[str, str] | None = None,
+    log_path: Path | None = None,
+    stdin_text: str | None = None,
+) -> Result:
+    """Run `command` (a shell string, or an argv list) and capture its combined output."""
+    if _stopping.is_set():
+        return Result(None, "not started: stopping", 0.0, stopped=True)
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        command,
+        shell=isinstance(command, str),
+        cwd=str(cwd),
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # own process group: killable as a whole
+        text=True,
+        errors="replace",
+    )
+    with _live_lock:
+        _live[proc.pid] = proc
+    timed_out = False
+    try:
+        output, _ = proc.communicate(stdin_text, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        kill_tree(proc)
+        output, _ = proc.communicate()
+    finally:
+        with _live_lock:
+            _live.pop(proc.pid, None)
+    seconds = time.monotonic() - started
+    stopped = _stopping.is_set() and proc.returncode != 0
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a", encoding="utf-8") as log:
+            shown = command if isinstance(command, str) else " ".join(command)
+            log.write(f"$ {shown}\n{output}")
+            if timed_out:
+                log.write(f"[killed after {timeout:.0f}s timeout]\n")
+            log.write(f"[exit {proc.returncode}, {seconds:.2f}s]\n")
+    code = None if (timed_out or stopped) else proc.returncode
+    return Result(code, output or "", seconds, timed_out=timed_out, stopped=stopped)
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGTERM the process group and any descendants that left it, then SIGKILL what remains."""
+    try:
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        descendants = []
+    _signal_group(proc.pid, signal.SIGTERM)
+    for child in descendants:
+        _signal_pid(child.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=KILL_GRACE_S)
+    except subprocess.TimeoutExpired:
+        pass
+    _signal_group(proc.pid, signal.SIGKILL)
+    for child in descendants:
+        _signal_pid(child.pid, signal.SIGKILL)
+
+
+def stop_all() -> None:
+    """Stop launching and kill every running command (used on SIGINT / SIGTERM)."""
+    _stopping.set()
+    with _live_lock:
+        running = list(_live.values())
+    for proc in running:
+        kill_tree(proc)
+
+
+def stopping() -> bool:
+    return _stopping.is_set()
+
+
+def reset() -> None:
+    """Allow commands again (tests and long-lived processes that handle several runs)."""
+    _stopping.clear()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _signal_pid(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,95 @@
+"""A run directory: the resolved task, the run's copy of the plan, the ledger and the run's repository."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import target
+from .errors import RunDirError
+from .ledger import Ledger
+from .plan import Plan, load_plan, save_plan
+from .task import Task, load_task
+
+
+@dataclass
+class RunDir:
+    path: Path
+    run_id: str
+    task: Task
+    plan: Plan
+    ledger: Ledger
+
+    @property
+    def repo_dir(self) -> Path:
+        return self.path / "repo.git"
+
+    @property
+    def plan_path(self) -> Path:
+        return self.path / "plan.md"
+
+    def save_plan(self) -> None:
+        save_plan(self.plan, self.plan_path)
+
+    def exp_dir(self, exp_id: str) -> Path:
+        folder = self.path / "experiments" / exp_id
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+
+def default_run_dir(task: Task) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{_slug(task.name)}-{stamp}"
+
+
+def create(task: Task, plan: Plan, path: Path, allow_dirty: bool) -> tuple[RunDir, str | None]:
+    """Make a new run directory and bring the target in; returns it and an optional notice line."""
+    if (path / "ledger.sqlite").exists():
+        existing = Ledger.open_existing(path / "ledger.sqlite").run() or {}
+        if existing.get("task_fingerprint") == task.fingerprint():
+            raise RunDirError(f"{path} already holds run {existing.get('id')}; continue it with: research-agent resume {path}")
+        raise RunDirError(f"{path} belongs to another task ({existing.get('task_name')}); choose another --run-dir")
+    if path.exists() and any(path.iterdir()):
+        raise RunDirError(f"run directory {path} exists and is not empty")
+    path.mkdir(parents=True, exist_ok=True)
+    run_id = path.name
+    try:
+        prepared = target.prepare(
+            task.repo if task.repo_is_url() else str(task.repo_path()),
+            task.repo_is_url(),
+            path,
+            allow_dirty,
+        )
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)  # nothing half-made left behind on bad input
+        raise
+    (path / "task.yaml").write_text(task.to_yaml(), encoding="utf-8")
+    save_plan(plan, path / "plan.md")
+    ledger = Ledger(path / "ledger.sqlite")
+    ledger.create_run(run_id, task.name, task.fingerprint())
+    ledger.update_run(repo_dir=str(prepared.repo_dir.name), base_commit=prepared.base_commit, best_commit=prepared.base_commit)
+    ledger.event("created", f"run {run_id} created", base_commit=prepared.base_commit)
+    return RunDir(path, run_id, load_task(path / "task.yaml"), load_plan(path / "plan.md"), ledger), prepared.notice
+
+
+def open_run(path: Path, task_check: Task | None = None) -> RunDir:
+    """Open an existing run directory, refusing one that belongs to another task."""
+    if not path.is_dir():
+        raise RunDirError(f"run directory not found: {path}")
+    if not (path / "ledger.sqlite").is_file() or not (path / "task.yaml").is_file():
+        raise RunDirError(f"not a run directory (no ledger.sqlite / task.yaml): {path}")
+    ledger = Ledger.open_existing(path / "ledger.sqlite")
+    run = ledger.run()
+    if run is None:
+        raise RunDirError(f"run directory {path} has an empty ledger")
+    task = load_task(path / "task.yaml")
+    if task_check is not None and task_check.fingerprint() != run["task_fingerprint"]:
+        raise RunDirError(f"{path} belongs to another task ({run['task_name']}), not {task_check.name}")
+    return RunDir(path, run["id"], task, load_plan(path / "plan.md"), ledger)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "run"

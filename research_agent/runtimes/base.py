@@ -1,0 +1,35 @@
+"""The Runtime interface: something that edits the code in a worktree to try one hypothesis."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass
+class Brief:
+    """What a runtime is asked to do: plan context plus one hypothesis, also written to `path`."""
+
+    text: str
+    path: Path
+    hypothesis_id: str
+    diff: str | None = None  # the hypothesis's fenced diff, if it has one
+    exp_dir: Path | None = None  # where the runtime may keep its transcript and logs
+
+
+@dataclass
+class RuntimeResult:
+    ok: bool
+    reason: str | None = None  # why it failed, one line
+    transcript: Path | None = None
+    tokens: int | None = None
+    cost_usd: float = 0.0
+    turns: int | None = None
+    details: dict = field(default_factory=dict)
+
+
+class Runtime(Protocol):
+    name: str
+
+    def apply(self, workdir: Path, brief: Brief) -> RuntimeResult: ...

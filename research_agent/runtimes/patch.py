@@ -1,0 +1,27 @@
+"""The `patch` runtime: applies the hypothesis's fenced diff with a 3-way apply. No LLM involved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import proc
+from .base import Brief, RuntimeResult
+
+
+class PatchRuntime:
+    name = "patch"
+
+    def __init__(self, timeout: float = 120):
+        self.timeout = timeout
+
+    def apply(self, workdir: Path, brief: Brief) -> RuntimeResult:
+        if not brief.diff:
+            return RuntimeResult(False, f"{brief.hypothesis_id} has no diff for the patch runtime")
+        patch_file = (brief.exp_dir or brief.path.parent) / "hypothesis.diff"
+        patch_file.write_text(brief.diff, encoding="utf-8")
+        # --3way falls back to a merge when the context moved; it needs the blobs, which the worktree has.
+        result = proc.run(["git", "apply", "--3way", "--whitespace=nowarn", str(patch_file)], cwd=workdir, timeout=self.timeout)
+        if result.ok:
+            return RuntimeResult(True)
+        first = next((line for line in result.output.splitlines() if line.strip().startswith("error")), result.tail(1))
+        return RuntimeResult(False, f"patch does not apply: {first.strip()}")

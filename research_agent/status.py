@@ -1,0 +1,296 @@
+"""`research-agent status`: a read-only view of a run, live or finished.
+
+Everything comes from RUN_DIR/ledger.sqlite, opened read-only (so a running `optimize` is never
+blocked or written to), plus the run's task.yaml for the metric. `build_status` returns the JSON
+contract; `status_table` renders the same dict for a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import yaml
+
+from .errors import RunDirError
+
+DECISION_STYLES = {"kept": "bold green", "discarded": "dim", "failed": "red", "rejected": "magenta"}
+STATUS_STYLES = {"pending": "dim", "running": "yellow"}
+
+
+# --- reading the ledger -------------------------------------------------------------------------
+
+
+@dataclass
+class LedgerView:
+    """A consistent snapshot of one run's ledger, read in a single read-only transaction."""
+
+    run: dict
+    experiments: list[dict]
+    baseline_samples: list[float]
+    samples: dict[str, dict[str, list[float]]]  # exp id -> arm -> values (latest attempt)
+    costs_by_experiment: dict[str, float]
+    costs_by_kind: dict[str, float]
+    total_cost: float
+    decision_effects: dict[str, dict] = field(default_factory=dict)  # exp id -> decisions.effect JSON
+
+
+def read_ledger(run_dir: Path) -> LedgerView:
+    """Read RUN_DIR/ledger.sqlite without writing to it; RunDirError if it is missing or unreadable."""
+    run_dir = Path(run_dir)
+    db_path = run_dir / "ledger.sqlite"
+    if not db_path.is_file():
+        raise RunDirError(f"not a run directory: {run_dir}")
+    try:
+        db = sqlite3.connect(f"file:{quote(str(db_path.resolve()))}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error as exc:
+        raise RunDirError(f"cannot open the ledger in {run_dir}: {exc}") from None
+    db.row_factory = sqlite3.Row
+    try:
+        db.execute("BEGIN")  # one snapshot for every query below, even while the run writes
+        return _read(db, run_dir)
+    except sqlite3.Error as exc:
+        raise RunDirError(f"cannot read the ledger in {run_dir}: {exc}") from None
+    finally:
+        db.close()
+
+
+def _rows(db: sqlite3.Connection, sql: str, params: tuple = ()) -> list[dict]:
+    return [dict(row) for row in db.execute(sql, params).fetchall()]
+
+
+def _read(db: sqlite3.Connection, run_dir: Path) -> LedgerView:
+    runs = _rows(db, "SELECT * FROM runs LIMIT 1")
+    if not runs:
+        raise RunDirError(f"not a run directory: {run_dir} (the ledger has no run)")
+    experiments = _rows(db, "SELECT * FROM experiments ORDER BY seq")
+
+    # Samples of the latest attempt per experiment (and of the baseline).
+    samples: dict[str, dict[str, list[float]]] = {}
+    for row in _rows(
+        db,
+        "SELECT s.experiment_id, s.arm, s.value FROM samples s"
+        " JOIN (SELECT experiment_id, MAX(attempt) AS attempt FROM samples GROUP BY experiment_id) latest"
+        " ON s.experiment_id = latest.experiment_id AND s.attempt = latest.attempt"
+        " ORDER BY s.experiment_id, s.arm, s.idx",
+    ):
+        samples.setdefault(row["experiment_id"], {}).setdefault(row["arm"], []).append(row["value"])
+    baseline_samples = samples.pop("baseline", {}).get("baseline", [])
+
+    costs_by_experiment: dict[str, float] = {}
+    costs_by_kind: dict[str, float] = {}
+    total = 0.0
+    for row in _rows(db, "SELECT experiment_id, kind, usd FROM costs"):
+        usd = float(row["usd"] or 0.0)
+        total += usd
+        costs_by_kind[row["kind"]] = costs_by_kind.get(row["kind"], 0.0) + usd
+        if row["experiment_id"]:
+            costs_by_experiment[row["experiment_id"]] = costs_by_experiment.get(row["experiment_id"], 0.0) + usd
+
+    decision_effects: dict[str, dict] = {}
+    for row in _rows(db, "SELECT experiment_id, effect FROM decisions WHERE effect IS NOT NULL"):
+        try:
+            decision_effects[row["experiment_id"]] = json.loads(row["effect"])
+        except (TypeError, ValueError):
+            pass
+
+    return LedgerView(runs[0], experiments, baseline_samples, samples, costs_by_experiment, costs_by_kind, total,
+                      decision_effects)
+
+
+def read_task(run_dir: Path) -> dict:
+    """The run's resolved task.yaml as a dict ({} if absent or unreadable: status must still work)."""
+    path = Path(run_dir) / "task.yaml"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def task_metric(task: dict) -> dict:
+    metric = task.get("metric")
+    if isinstance(metric, dict):
+        return {"name": metric.get("name"), "direction": metric.get("direction")}
+    if isinstance(metric, str):
+        return {"name": metric, "direction": task.get("direction")}
+    return {"name": None, "direction": None}
+
+
+def lower_is_better(direction: str | None) -> bool:
+    return str(direction or "").lower() in {"min", "minimize", "lower", "less", "decrease"}
+
+
+# --- the status contract ------------------------------------------------------------------------
+
+
+def experiment_entry(exp: dict, view: LedgerView) -> dict:
+    effect = None
+    if exp.get("effect_median") is not None:
+        effect = {"median": exp["effect_median"], "ci": [exp.get("ci_lo"), exp.get("ci_hi")]}
+    return {
+        "id": exp["id"],
+        "hypothesis": exp["hypothesis"],
+        "title": exp["title"],
+        "status": exp["status"],
+        "decision": exp.get("decision"),
+        "effect": effect,
+        "base_commit": exp.get("base_commit"),
+        "branch": exp.get("branch"),
+        "cost_usd": round(view.costs_by_experiment.get(exp["id"], 0.0), 6),
+        "reason": exp.get("reason"),
+        # extras
+        "kind": exp.get("kind"),
+        "round": exp.get("round"),
+        "n_pairs": exp.get("n_pairs"),
+        "cand_commit": exp.get("cand_commit"),
+    }
+
+
+def build_status(run_dir: Path) -> dict:
+    """The status of a run as the documented JSON dict. Raises RunDirError without a ledger."""
+    run_dir = Path(run_dir)
+    view = read_ledger(run_dir)
+    return status_from_view(view, read_task(run_dir))
+
+
+def status_from_view(view: LedgerView, task: dict) -> dict:
+    run = view.run
+    experiments = [experiment_entry(exp, view) for exp in view.experiments]
+    kept = [e for e in experiments if e["decision"] == "kept" and e["effect"] is not None]
+    best = None
+    if kept:
+        best = dict(max(kept, key=lambda e: e["effect"]["median"]))
+        best["commit"] = run.get("best_commit")
+    cv = run.get("baseline_cv")
+    median = run.get("baseline_median")
+    if median is None and view.baseline_samples:
+        median = statistics.median(view.baseline_samples)
+    return {
+        "run": run["id"],
+        "task": run.get("task_name") or task.get("name"),
+        "baseline": {"median": median, "cv": cv, "samples": list(view.baseline_samples)},
+        "experiments": experiments,
+        "best": best,
+        # extras
+        "state": run.get("status"),
+        "round": run.get("round"),
+        "metric": task_metric(task),
+        "base_commit": run.get("base_commit"),
+        "best_commit": run.get("best_commit"),
+        "total_cost_usd": round(view.total_cost, 6),
+    }
+
+
+# --- formatting ---------------------------------------------------------------------------------
+
+
+def fmt_value(value: float | None) -> str:
+    """A metric value with 4 significant digits."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.4g}"
+
+
+def fmt_pct(value: float | None, signed: bool = True) -> str:
+    if value is None:
+        return "–"
+    return f"{value * 100:+.1f}%" if signed else f"{value * 100:.1f}%"
+
+
+def fmt_effect(effect: dict | None) -> str:
+    """+3.1% [+2.0%, +4.2%]"""
+    if not effect or effect.get("median") is None:
+        return "–"
+    lo, hi = (list(effect.get("ci") or []) + [None, None])[:2]
+    if lo is None or hi is None:
+        return fmt_pct(effect["median"])
+    return f"{fmt_pct(effect['median'])} [{fmt_pct(lo)}, {fmt_pct(hi)}]"
+
+
+def fmt_usd(value: float | None) -> str:
+    value = value or 0.0
+    return f"${value:.2f}" if value >= 0.01 or value == 0 else f"${value:.4f}"
+
+
+def outcome(exp: dict) -> str:
+    """The decision if there is one, else the status (pending/running)."""
+    return exp.get("decision") or exp.get("status") or "?"
+
+
+def truncate(text: str | None, width: int) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def status_table(status: dict):
+    """A rich renderable for `research-agent status` without --json."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    metric = status.get("metric") or {}
+    header = Text()
+    header.append(f"run {status['run']}", style="bold")
+    header.append(f"  task {status.get('task') or '?'}")
+    if status.get("state"):
+        header.append(f"  [{status['state']}]", style="yellow" if status["state"] == "running" else "")
+    if metric.get("name"):
+        better = "lower" if lower_is_better(metric.get("direction")) else "higher"
+        header.append(f"  metric {metric['name']} ({better} is better)")
+
+    base = status.get("baseline") or {}
+    baseline = Text("baseline: ", style="bold")
+    if base.get("median") is None:
+        baseline.append("not measured yet", style="dim")
+    else:
+        cv = base.get("cv")
+        baseline.append(f"median {fmt_value(base['median'])}")
+        baseline.append(f", CV {fmt_pct(cv, signed=False)}" if cv is not None else "")
+        baseline.append(f", n={len(base.get('samples') or [])}")
+
+    table = Table(show_edge=False, header_style="bold")
+    for name, kwargs in (
+        ("id", {"no_wrap": True}),
+        ("hyp", {"no_wrap": True}),
+        ("title", {"overflow": "fold", "max_width": 40}),
+        ("status", {"no_wrap": True}),
+        ("effect [interval]", {"no_wrap": True, "justify": "right"}),
+        ("pairs", {"justify": "right"}),
+        ("reason", {"overflow": "ellipsis", "max_width": 50}),
+    ):
+        table.add_column(name, **kwargs)
+    for exp in status.get("experiments") or []:
+        state = outcome(exp)
+        style = DECISION_STYLES.get(state) or STATUS_STYLES.get(state, "")
+        table.add_row(
+            exp["id"],
+            exp.get("hypothesis") or "",
+            exp.get("title") or "",
+            Text(state, style=style),
+            fmt_effect(exp.get("effect")),
+            str(exp["n_pairs"]) if exp.get("n_pairs") is not None else "",
+            truncate(exp.get("reason"), 60),
+        )
+
+    best = status.get("best")
+    best_line = Text("best: ", style="bold")
+    if best:
+        best_line.append(f"{best['id']} ({best.get('title') or best.get('hypothesis')}) ", style="green")
+        best_line.append(fmt_effect(best.get("effect")))
+        if best.get("commit"):
+            best_line.append(f"  commit {best['commit'][:12]}")
+    else:
+        best_line.append("nothing kept yet" if status.get("state") == "running" else "nothing kept", style="dim")
+    total = status.get("total_cost_usd")
+    parts = [header, baseline]
+    parts.append(table if status.get("experiments") else Text("no experiments yet", style="dim"))
+    parts.append(best_line)
+    if total:
+        parts.append(Text(f"cost: {fmt_usd(total)}", style="dim"))
+    return Group(*parts)

@@ -1,0 +1,107 @@
+"""Bring the user's target into the run directory as a git repository of the run's own.
+
+The user's checkout is only ever read: every git command against it runs with optional locks off
+(so not even `git status` refreshes their index), and all writes go to RUN_DIR/repo.git.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import TargetError
+
+# Read-only git against the user's repository: no index refresh, no fsmonitor, no hooks.
+READ_ONLY_ENV = {"GIT_OPTIONAL_LOCKS": "0"}
+SNAPSHOT_AUTHOR = {
+    "GIT_AUTHOR_NAME": "research-agent",
+    "GIT_AUTHOR_EMAIL": "research-agent@localhost",
+    "GIT_COMMITTER_NAME": "research-agent",
+    "GIT_COMMITTER_EMAIL": "research-agent@localhost",
+}
+
+
+@dataclass
+class Target:
+    repo_dir: Path  # RUN_DIR/repo.git (bare)
+    base_commit: str
+    notice: str | None  # one line to show the user, e.g. that a folder was snapshotted
+
+
+def git(args: list[str], cwd: Path | None = None, env: dict | None = None, check: bool = True) -> str:
+    result = subprocess.run(
+        ["git", *args],
+        cwd=str(cwd) if cwd else None,
+        env={**os.environ, **READ_ONLY_ENV, **(env or {})},
+        capture_output=True,
+        text=True,
+    )
+    if check and result.returncode != 0:
+        raise TargetError(f"git {args[0]} failed: {(result.stderr or result.stdout).strip().splitlines()[-1:] or ['?']}")
+    return result.stdout.strip()
+
+
+def prepare(source: str, is_url: bool, run_dir: Path, allow_dirty: bool) -> Target:
+    """Clone, or snapshot, the target into RUN_DIR/repo.git and return the commit to start from."""
+    repo_dir = run_dir / "repo.git"
+    if is_url:
+        return _clone_url(source, repo_dir)
+    path = Path(source)
+    if not path.exists():
+        raise TargetError(f"target not found: {source}")
+    if not path.is_dir():
+        raise TargetError(f"target is not a directory: {source}")
+    toplevel = git(["rev-parse", "--show-toplevel"], cwd=path, check=False)
+    if toplevel and Path(toplevel).resolve() == path.resolve():
+        return _clone_checkout(path, repo_dir, allow_dirty)
+    inside = f"a folder inside the git repository {toplevel}" if toplevel else "not a git repository"
+    commit = _snapshot_folder(path, repo_dir)
+    return Target(repo_dir, commit, f"{source} is {inside}: snapshotted it into {repo_dir} (the original is not touched)")
+
+
+def _clone_url(url: str, repo_dir: Path) -> Target:
+    result = subprocess.run(["git", "clone", "--quiet", "--bare", url, str(repo_dir)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise TargetError(f"cannot clone {url}: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else 'git clone failed'}")
+    return Target(repo_dir, git(["rev-parse", "HEAD"], cwd=repo_dir), None)
+
+
+def _clone_checkout(path: Path, repo_dir: Path, allow_dirty: bool) -> Target:
+    head = git(["rev-parse", "--verify", "--quiet", "HEAD"], cwd=path, check=False)
+    if not head:
+        # No commit yet: treat it like a plain folder.
+        return Target(repo_dir, _snapshot_folder(path, repo_dir), f"{path} has no commits: snapshotted its files")
+    dirty = git(["status", "--porcelain", "--untracked-files=no", "--ignore-submodules"], cwd=path)
+    if dirty and not allow_dirty:
+        count = len(dirty.splitlines())
+        raise TargetError(f"{path} has {count} uncommitted change(s); commit or stash them, or pass --allow-dirty")
+    git(["clone", "--quiet", "--bare", "--no-hardlinks", str(path.resolve()), str(repo_dir)])
+    if not dirty:
+        return Target(repo_dir, head, None)
+    commit = _commit_tree_of(path, repo_dir, parent=head)
+    return Target(repo_dir, commit, f"{path} has uncommitted changes: experiments start from a snapshot of them (--allow-dirty)")
+
+
+def _snapshot_folder(path: Path, repo_dir: Path) -> str:
+    git(["init", "--quiet", "--bare", str(repo_dir)])
+    commit = _commit_tree_of(path, repo_dir, parent=None)
+    git(["update-ref", "refs/heads/main", commit], cwd=repo_dir)
+    git(["symbolic-ref", "HEAD", "refs/heads/main"], cwd=repo_dir)
+    return commit
+
+
+def _commit_tree_of(path: Path, repo_dir: Path, parent: str | None) -> str:
+    """Commit the folder's files (honouring its .gitignore) into repo_dir, using a private index."""
+    index = repo_dir / "snapshot.index"
+    env = {"GIT_DIR": str(repo_dir), "GIT_WORK_TREE": str(path.resolve()), "GIT_INDEX_FILE": str(index), **SNAPSHOT_AUTHOR}
+    if parent:
+        git(["read-tree", parent], env=env)
+    git(["add", "--all", "."], cwd=path, env=env)
+    tree = git(["write-tree"], env=env)
+    index.unlink(missing_ok=True)
+    args = ["commit-tree", tree, "-m", f"research-agent snapshot of {path.name}"]
+    if parent:
+        args += ["-p", parent]
+    return git(args, env=env)

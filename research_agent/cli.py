@@ -44,22 +44,11 @@ def main() -> None:
     from .errors import UserError
 
     try:
-        app(standalone_mode=False)
+        app()  # typer handles usage errors itself (exit 2)
     except UserError as error:
         _fail(str(error), error.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
-    except typer.Exit as done:
-        sys.exit(done.exit_code)
-    except Exception as error:  # click usage errors and the like
-        import click
-
-        if isinstance(error, click.exceptions.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        if isinstance(error, click.exceptions.Abort):
-            _fail("aborted", 130)
-        raise
 
 
 def _fail(message: str, code: int) -> None:

@@ -31,7 +31,8 @@ def load_task_for(repo_or_task: str, task_file: Path | None, overrides: dict):
         looks_like_url = "://" in repo_or_task or repo_or_task.startswith("git@")
         if not candidate.exists() and not looks_like_url:
             raise TargetError(f"target not found: {repo_or_task}")
-        task = task_from_repo(repo_or_task, **{k: v for k, v in overrides.items() if v is not None})
+        basics = {key: overrides.get(key) for key in ("bench", "build", "check", "metric", "direction")}
+        task = task_from_repo(repo_or_task, **{k: v for k, v in basics.items() if v is not None})
     return apply_overrides(task, **overrides)
 
 
@@ -78,7 +79,7 @@ def _execute(run) -> None:
             orchestrator.execute()
     except Interrupted as stop:
         err.print(f"interrupted ({stop}); workers removed, ledger saved. Continue with:")
-        err.print(f"  research-agent resume {shlex.quote(str(run.path))}")
+        err.print(f"  research-agent resume {shlex.quote(shown(run.path))}")
         sys.exit(128 + stop.signum)
     paths = write_reports(run.path, quiet=True)
     _summary(run, paths)
@@ -94,11 +95,19 @@ def _summary(run, paths: dict) -> None:
     print(f"run {run.run_id}: " + ", ".join(f"{n} {d}" for d, n in counts.items()))
     for exp in status["experiments"]:
         effect = exp.get("effect")
-        shown = f" {effect['median']:+.1%} [{effect['ci'][0]:+.1%}, {effect['ci'][1]:+.1%}]" if effect else ""
-        print(f"  {exp['hypothesis']:<6} {exp['decision'] or exp['status']:<9}{shown}  {exp['reason'] or ''}")
+        figures = f" {effect['median']:+.1%} [{effect['ci'][0]:+.1%}, {effect['ci'][1]:+.1%}]" if effect else ""
+        print(f"  {exp['hypothesis']:<6} {exp['decision'] or exp['status']:<9}{figures}  {exp['reason'] or ''}")
     if status.get("best"):
-        print(f"best: {status['best']['hypothesis']} on branch ra/{run.run_id}/best in {run.repo_dir}")
-    print(f"report: {paths['report.md']}")
+        print(f"best: {status['best']['hypothesis']} on branch ra/{run.run_id}/best in {shown(run.repo_dir)}")
+    print(f"report: {shown(paths['report.md'])}")
+
+
+def shown(path: Path) -> str:
+    """A path as short as it can be: relative to the working directory when it lies under it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def show_status(run_dir: Path, as_json: bool) -> None:

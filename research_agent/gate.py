@@ -34,8 +34,8 @@ from functools import lru_cache
 
 # Total one-sided false-keep risk across all looks, and the futility budget (power it may cost).
 # Chosen with benchmarks/gate_accuracy.py: A/A false keeps stay well under 1% in every scenario.
-DEFAULT_ALPHA = 0.05
-FUTILITY_BETA = 0.10
+DEFAULT_ALPHA = 0.015
+FUTILITY_BETA = 0.20
 EXACT_MAX_PAIRS = 60
 
 _FLOAT = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:inf(?:inity)?|nan)"
@@ -164,6 +164,22 @@ def _pct(x: float) -> str:
     return f"{x * 100:+.1f}%" if math.isfinite(x) else ("+inf" if x > 0 else "-inf")
 
 
+def _split_alpha(alpha: float, looks: list[int]) -> dict[int, float]:
+    """Bonferroni split of alpha over the looks, each share proportional to the look's pairs.
+
+    n pairs cannot support a bound beyond confidence 1 - 2**-n, so a look too small for its
+    share gets none and the remaining looks split the whole budget again.
+    """
+    usable = list(looks)
+    while usable:
+        shares = {n: alpha * n / sum(usable) for n in usable}
+        feasible = [n for n in usable if 2.0 ** -n <= shares[n]]
+        if feasible == usable:
+            break
+        usable = feasible
+    return {n: shares[n] if n in usable else 0.0 for n in looks}
+
+
 class SequentialGate:
     """Decides keep / discard / more from paired samples, looking once per planned look."""
 
@@ -180,48 +196,48 @@ class SequentialGate:
             raise ValueError(f"min_effect must be > -1, got {min_effect}")
         self.min_effect, self.direction, self.alpha = min_effect, direction, alpha
         self.looks = list(range(repeats, max_repeats, repeats)) + [max_repeats]
-        self.keep_alpha = self._alpha_per_look(alpha, self.looks)
+        self.keep_alpha = _split_alpha(alpha, self.looks)  # look (pairs) -> its share of alpha
+        if not any(self.keep_alpha.values()):
+            raise ValueError(f"max_repeats={max_repeats} pairs cannot give a {1 - alpha:.1%} "
+                             f"bound; need at least {math.ceil(math.log2(1 / alpha))} pairs")
         interim = len(self.looks) - 1  # the last look needs no futility rule: undecided = discard
         self.futility_beta = FUTILITY_BETA / interim if interim else 0.0
-
-    @staticmethod
-    def _alpha_per_look(alpha: float, looks: list[int]) -> float:
-        """alpha / K for the smallest K at least the number of looks that can use alpha / K.
-
-        A look with 2**-n > alpha / K cannot produce a finite bound, so it spends nothing and
-        the other looks share the budget (still a valid Bonferroni split).
-        """
-        for k in range(1, len(looks) + 1):
-            if sum(1 for n in looks if 2.0 ** -n <= alpha / k) <= k:
-                return alpha / k
-        return alpha / len(looks)
 
     def next_batch(self, n_done: int) -> int:
         """Pairs to run before the next look; 0 once max_repeats pairs are done."""
         return next((look - n_done for look in self.looks if look > n_done), 0)
+
+    def _look_alpha(self, n: int) -> float:
+        # A look that came back short (failed pairs) still spends only its own share.
+        look = next((look for look in self.looks if look >= n), self.looks[-1])
+        return self.keep_alpha[look]
 
     def decide(self, base: list[float], cand: list[float]) -> Verdict:
         """Call once per completed batch: the error control counts looks."""
         n, max_n, floor = len(base), self.looks[-1], _pct(self.min_effect)
         if n == 0 and not cand:
             return Verdict("more", None, "no pairs yet")
-        effect = paired_effect(base, cand, self.direction, 1 - self.keep_alpha)
+        alpha = self._look_alpha(n)
+        # A look that cannot keep reports the futility interval it decides with.
+        report_alpha = alpha or self.futility_beta or max(self.keep_alpha.values())
+        effect = paired_effect(base, cand, self.direction, 1 - report_alpha)
         lower, upper = effect.ci
-        if lower > self.min_effect:
-            return Verdict("keep", effect,
-                           f"lower bound {_pct(lower)} clears min_effect {floor} (n={n} pairs)")
+        if alpha and lower > self.min_effect:
+            return Verdict("keep", effect, f"lower bound {_pct(lower)} clears min_effect {floor} "
+                                           f"(n={n} pairs, {effect.confidence:.1%} one-sided)")
         if n >= max_n:
             return Verdict("discard", effect, f"undecided at max {max_n} pairs: lower bound "
                                               f"{_pct(lower)} does not clear min_effect {floor}")
-        if self.futility_beta > 0:
+        if self.futility_beta:
             # A riskier upper bound is fine here: stopping early only costs power, never keeps.
             futile = paired_effect(base, cand, self.direction, 1 - self.futility_beta).ci[1]
             if futile < self.min_effect:
                 return Verdict("discard", effect,
-                               f"futile: {1 - self.futility_beta:.1%} upper bound {_pct(futile)}"
+                               f"futile: {1 - self.futility_beta:.0%} upper bound {_pct(futile)}"
                                f" is below min_effect {floor} (n={n} pairs)")
-        return Verdict("more", effect, f"interval [{_pct(lower)}, {_pct(upper)}] straddles "
-                                       f"min_effect {floor} (n={n} pairs)")
+        return Verdict("more", effect, f"interval [{_pct(lower)}, {_pct(upper)}] "
+                                       f"({effect.confidence:.1%} each side) straddles min_effect "
+                                       f"{floor} (n={n} pairs)")
 
 
 def summarize(samples: list[float]) -> dict:

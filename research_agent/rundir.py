@@ -56,6 +56,7 @@ def create(task: Task, plan: Plan, path: Path, allow_dirty: bool) -> tuple[RunDi
         raise RunDirError(f"run directory {path} exists and is not empty")
     path.mkdir(parents=True, exist_ok=True)
     run_id = path.name
+    path = path.resolve()  # commands run in other folders: keep no relative paths inside
     try:
         prepared = target.prepare(
             task.repo if task.repo_is_url() else str(task.repo_path()),
@@ -81,6 +82,7 @@ def open_run(path: Path, task_check: Task | None = None) -> RunDir:
         raise RunDirError(f"run directory not found: {path}")
     if not (path / "ledger.sqlite").is_file() or not (path / "task.yaml").is_file():
         raise RunDirError(f"not a run directory (no ledger.sqlite / task.yaml): {path}")
+    path = path.resolve()
     ledger = Ledger.open_existing(path / "ledger.sqlite")
     run = ledger.run()
     if run is None:

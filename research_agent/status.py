@@ -191,16 +191,24 @@ def status_from_view(view: LedgerView, task: dict) -> dict:
 
 
 def fmt_value(value: float | None) -> str:
-    """A metric value with 4 significant digits."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
+    """A metric value with 4 significant digits: 2.600, 43.21, 1234, 12346, 1.235e+06."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–" if value is None or math.isnan(value) else str(value)
+    magnitude = abs(value)
+    if magnitude == 0:
+        return "0"
+    if 1e-3 <= magnitude < 1e4:
+        return f"{value:#.4g}".rstrip(".")
+    if 1e4 <= magnitude < 1e6:
+        return f"{value:.0f}"
     return f"{value:.4g}"
 
 
 def fmt_pct(value: float | None, signed: bool = True) -> str:
     if value is None:
         return "–"
-    return f"{value * 100:+.1f}%" if signed else f"{value * 100:.1f}%"
+    percent = round(value * 100, 1) + 0.0  # no "-0.0%"
+    return f"{percent:+.1f}%" if signed else f"{percent:.1f}%"
 
 
 def fmt_effect(effect: dict | None) -> str:

@@ -45,7 +45,7 @@ def git(args: list[str], cwd: Path | None = None, env: dict | None = None, check
 
 def prepare(source: str, is_url: bool, run_dir: Path, allow_dirty: bool) -> Target:
     """Clone, or snapshot, the target into RUN_DIR/repo.git and return the commit to start from."""
-    repo_dir = run_dir / "repo.git"
+    repo_dir = (run_dir / "repo.git").resolve()  # git runs in other folders: no relative paths
     if is_url:
         return _clone_url(source, repo_dir)
     path = Path(source)

@@ -478,7 +478,8 @@ def _field_and_problem(error: dict) -> tuple[str, str]:
     kind = error["type"]
     if kind == "missing":
         return _dotted(loc[:-1]), f"missing required key '{loc[-1]}'"
-    if kind == "extra_forbidden":
+    if kind in ("extra_forbidden", "invalid_key"):  # invalid_key: a non-text key such as `1: x`
+        loc = loc[:-1] + (str(loc[-1]),)
         return _dotted(loc), _unknown_key_problem(loc)
     return _dotted(loc), _problem_text(error)
 

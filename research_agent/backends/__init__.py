@@ -1,0 +1,1 @@
+"""Workers that run experiments: local git worktrees (skypilot comes later)."""

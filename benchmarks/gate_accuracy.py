@@ -126,6 +126,10 @@ def upper95(hits: int, n: int) -> float:
     return (center + spread) / (1 + z * z / n)
 
 
+def shares(gate: SequentialGate) -> str:
+    return ", ".join(f"{look}: {a:.4f}" for look, a in gate.keep_alpha.items())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10000, help="simulated attempts per cell")
@@ -145,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"## Gate accuracy — {datetime.date.today().isoformat()}\n")
     print(f"{n} simulated attempts per cell, seed {args.seed}, metric direction max, "
           f"min_effect {MIN_EFFECT:.0%}. Gate alpha {g15.alpha}: keep-alpha per look "
-          f"{g15.keep_alpha} (max_repeats=10: {g10.keep_alpha}); futility per interim look "
+          f"{{{shares(g15)}}} (max_repeats=10: {{{shares(g10)}}}); futility per interim look "
           f"{g15.futility_beta:.2f} ({g10.futility_beta:.2f}).\n")
     print("| scenario | rule | A/A false keep | (95% upper) | keep at +1% | +3% power "
           "| pairs A/A | pairs +3% |")

@@ -123,7 +123,11 @@ def benchmark(job: Job, base_dir: Path, cand_dir: Path, log: Path, commit: str, 
                 samples[arm].append(value)
                 if job.on_sample:
                     job.on_sample(arm, len(samples[arm]) - 1, value, seconds)
-        verdict = job.gate.decide(samples["base"], samples["cand"])
+        try:
+            verdict = job.gate.decide(samples["base"], samples["cand"])
+        except ValueError as error:  # e.g. a zero or negative metric: no relative effect exists
+            return JobResult("failed", f"gate: {error}", cand_commit=commit, changed=changed,
+                             base=samples["base"], cand=samples["cand"], runtime=outcome)
         if verdict.action != "more":
             break
     effect = verdict.effect.to_dict() if verdict.effect else None

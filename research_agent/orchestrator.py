@@ -18,7 +18,7 @@ from typing import Callable
 
 from . import experiment, proc
 from .brief import write_brief
-from .errors import BaselineError
+from .errors import BaselineError, TaskError
 from .experiment import Commands, Job, JobResult
 from .gate import SequentialGate, summarize
 from .plan import Hypothesis
@@ -70,11 +70,14 @@ class Orchestrator:
             if restarted:
                 self.ledger.event("resume", f"restarting unfinished experiment(s): {', '.join(restarted)}")
             self.ledger.update_run(status="running")
+            self.new_gate()  # refuse impossible gate settings before spending any time
             self.baseline()
-            while self.ledger.run()["round"] <= self.task.experiments.rounds:
+            while True:
                 round_no = self.ledger.run()["round"]
-                if not self.run_round(round_no):
+                moved = self.run_round(round_no)
+                if not moved or round_no >= self.task.experiments.rounds:
                     break
+                self.ledger.update_run(round=round_no + 1)
             self.ledger.update_run(status="done")
             self.ledger.event("done", "run finished")
             return self.ledger.run()
@@ -123,7 +126,7 @@ class Orchestrator:
         self.ledger.update_run(baseline_median=stats["median"], baseline_cv=stats["cv"])
         self.ledger.event("baseline", f"baseline {self.task.metric.name} median {stats['median']:.4g}, CV {stats['cv']:.2%}")
         with self._plan_lock:
-            self.run.plan.set_baseline(stats["median"], stats["cv"])
+            self.run.plan.set_baseline(round(stats["median"], 6), round(stats["cv"], 4))
             self.run.save_plan()
 
     # --- rounds --------------------------------------------------------------------------
@@ -141,9 +144,7 @@ class Orchestrator:
             key=lambda e: e["effect_median"] or 0.0,
             reverse=True,
         )
-        moved = self.combine(round_no, winners)
-        self.ledger.update_run(round=round_no + 1)
-        return moved
+        return self.combine(round_no, winners)
 
     def round_hypotheses(self, round_no: int) -> list[Hypothesis]:
         """Round 1 tries every pending hypothesis; later rounds retry the discarded ones on the new best."""
@@ -226,8 +227,7 @@ class Orchestrator:
         else:  # a combination step re-applies a winner's recorded patch
             brief = write_brief(self.run, self.run.plan.hypothesis(row["hypothesis"]), exp_dir, diff=diff)
             runtime = PatchRuntime()
-        experiments = self.task.experiments
-        gate = SequentialGate(experiments.min_effect, experiments.repeats, experiments.max_repeats, self.task.metric.direction)
+        gate = self.new_gate()
 
         def on_sample(arm: str, index: int, value: float, seconds: float) -> None:
             self.ledger.add_sample(exp, attempt, arm, index, value, seconds)
@@ -275,6 +275,13 @@ class Orchestrator:
             check_timeout=task.timeouts.check,
             bench_timeout=task.timeouts.bench,
         )
+
+    def new_gate(self) -> SequentialGate:
+        settings = self.task.experiments
+        try:
+            return SequentialGate(settings.min_effect, settings.repeats, settings.max_repeats, self.task.metric.direction)
+        except ValueError as error:
+            raise TaskError(f"experiments: {error}") from None
 
     def branch_name(self, row: dict) -> str:
         suffix = "" if row["round"] == 1 else f"-r{row['round']}"

@@ -46,3 +46,48 @@ def snapshot_of_user_repo(path: Path) -> dict:
 @pytest.fixture
 def user_repo(tmp_path):
     return make_repo(tmp_path / "user", {"a.txt": "one\n", "bench.sh": "#!/bin/sh\necho METRIC x=1\n"})
+
+
+BENCH = """#!/bin/sh
+# Prints the score in value.txt with 1% noise; sleeps as long as delay.txt says; hangs if hang.txt exists.
+[ -f hang.txt ] && sleep 600
+[ -f delay.txt ] && sleep "$(cat delay.txt)"
+python3 -c "import random; print('METRIC score=%f' % ($(cat value.txt) * random.gauss(1, 0.01)))"
+"""
+
+
+def make_target(root: Path, changes: dict[str, dict[str, str | None]], *, value: str = "100", delay: str | None = None,
+                task_extra: str = "", check: str = "test -f value.txt") -> tuple[Path, Path, Path]:
+    """A small git repo + task.yaml + plan.md whose hypotheses carry real diffs.
+
+    `changes` maps a hypothesis id to {file: new content (None deletes)}; a value of "<bad>" for a
+    file makes a diff that does not apply.
+    """
+    files = {"value.txt": value + "\n", "bench.sh": BENCH, "notes.txt": "notes\n"}
+    if delay:
+        files["delay.txt"] = delay + "\n"
+    repo = make_repo(root / "target", files)
+    scratch = root / "scratch"
+    subprocess.run(["git", "clone", "-q", str(repo), str(scratch)], check=True)
+    blocks, sources = [], "## Sources\n- local:notes.txt — Notes\n"
+    for hid, edits in changes.items():
+        for name, text in edits.items():
+            path = scratch / name
+            if text is None:
+                path.unlink()
+            else:
+                path.write_text(text)
+        git(scratch, "add", "-A")
+        diff = git(scratch, "diff", "--cached") + "\n"
+        git(scratch, "reset", "-q", "--hard")
+        if any(text == "<bad>" for text in edits.values()):
+            diff = diff.replace("-notes", "-no such line")
+        blocks.append(f"### {hid}: Try {hid}\n- files: {', '.join(edits)}\n- sources: local:notes.txt\n- status: pending\n\n"
+                      f"Because.\n\n```diff\n{diff}```\n")
+    plan = root / "plan.md"
+    plan.write_text("---\nobjective: Raise the score\nmetric: score\ndirection: max\nstatus: approved\n---\n# Plan\n\n"
+                    "## Hypotheses\n\n" + "\n".join(blocks) + "\n" + sources)
+    task = root / "task.yaml"
+    task.write_text(f"name: synthetic\nrepo: target\nbench: ./bench.sh\ncheck: {check}\nmetric: score\n"
+                    f"timeouts: {{build: 30, bench: 5, check: 30, runtime: 30}}\n{task_extra}")
+    return repo, task, plan

@@ -1,0 +1,296 @@
+import itertools
+import math
+import random
+
+import pytest
+
+from research_agent.gate import (
+    DEFAULT_ALPHA,
+    Effect,
+    SequentialGate,
+    _signed_rank_cdf,
+    _walsh_trim,
+    pair_orders,
+    paired_effect,
+    parse_metric,
+    summarize,
+)
+
+
+# --- parse_metric -------------------------------------------------------------------------------
+
+def test_parse_single_metric_line():
+    assert parse_metric("warming up\nMETRIC gflops=12.5\n", "gflops") == 12.5
+
+
+def test_parse_several_metrics_on_one_line_and_spaces():
+    out = "METRIC gflops=1.2 ms=30\n  METRIC  bytes = 4e3\n"
+    assert parse_metric(out, "ms") == 30.0
+    assert parse_metric(out, "gflops") == 1.2
+    assert parse_metric(out, "bytes") == 4000.0
+
+
+def test_parse_repeated_metric_gives_median():
+    out = "METRIC ms=10\nMETRIC ms=50\nMETRIC ms=12\n"
+    assert parse_metric(out, "ms") == 12.0
+
+
+def test_parse_requires_exact_name_and_line_start():
+    out = "METRIC msx=3\n# METRIC ms=4\nprefix METRIC ms=5\n"
+    assert parse_metric(out, "ms") is None
+    assert parse_metric(out, "msx") == 3.0
+
+
+def test_parse_missing_metric_is_none_not_zero():
+    assert parse_metric("", "ms") is None
+    assert parse_metric("Segmentation fault\n", "ms") is None
+    assert parse_metric("METRIC other=1\n", "ms") is None
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN", "abc", "1.2.3", "12ms"])
+def test_parse_non_finite_or_garbage_is_none(value):
+    assert parse_metric(f"METRIC ms={value}\n", "ms") is None
+
+
+def test_parse_any_bad_repeat_fails_the_run():
+    assert parse_metric("METRIC ms=10\nMETRIC ms=nan\n", "ms") is None
+
+
+def test_parse_with_regex_takes_group_one_median():
+    out = "time: 10.0 ms\ntime: 30.5 ms\ntime: 20 ms\nMETRIC ms=1\n"
+    assert parse_metric(out, "ms", regex=r"time: ([\d.]+) ms") == 20.0
+    assert parse_metric(out, "ms", regex=r"speed: ([\d.]+)") is None
+    assert parse_metric("score nan\n", "s", regex=r"score (\S+)") is None
+
+
+# --- pair_orders --------------------------------------------------------------------------------
+
+def test_pair_orders_are_randomized_per_pair_and_seeded():
+    orders = pair_orders(200, random.Random(1))
+    assert len(orders) == 200
+    assert set(orders) == {("base", "cand"), ("cand", "base")}
+    assert 60 < orders.count(("base", "cand")) < 140
+    assert orders == pair_orders(200, random.Random(1))
+
+
+# --- exact signed-rank machinery ----------------------------------------------------------------
+
+def test_signed_rank_distribution_matches_brute_force():
+    n = 7
+    sums = [sum(r for r, s in zip(range(1, n + 1), signs) if s)
+            for signs in itertools.product([0, 1], repeat=n)]
+    brute = [sum(1 for x in sums if x <= t) / 2 ** n for t in range(n * (n + 1) // 2 + 1)]
+    assert _signed_rank_cdf(n) == pytest.approx(brute)
+
+
+def test_critical_value_matches_published_table():
+    # Classic two-sided 5% table: n=10 -> T = 8, n=20 -> T = 52 (P(T <= crit) <= 0.025).
+    assert _walsh_trim(10, 0.025) == 9
+    assert _walsh_trim(20, 0.025) == 53
+    assert _walsh_trim(5, 0.03) == 0  # 5 pairs cannot reach 97% one-sided: 2**-5 > 0.03
+
+
+def test_normal_approximation_is_close_to_exact_beyond_dp_limit():
+    n, alpha = 61, 0.01
+    exact = sum(1 for p in _signed_rank_cdf(n) if p <= alpha)
+    assert abs(_walsh_trim(n, alpha) - exact) <= 2
+
+
+# --- paired_effect ------------------------------------------------------------------------------
+
+def test_constant_shift_is_recovered_exactly():
+    base = [100.0, 102.0, 98.0, 101.0, 99.0, 100.5]
+    effect = paired_effect(base, [b * 1.05 for b in base], "max", 0.9)
+    assert effect.median == pytest.approx(0.05)
+    assert effect.ci[0] == pytest.approx(0.05) and effect.ci[1] == pytest.approx(0.05)
+    assert effect.n == 6 and effect.confidence == 0.9
+
+
+def test_direction_sets_the_sign():
+    base = [100.0, 101.0, 99.0, 100.0, 100.0]
+    slower = [b * 1.1 for b in base]
+    assert paired_effect(base, slower, "max", 0.9).median == pytest.approx(0.1)
+    # For a time metric 10% higher is worse; the speedup A/B - 1 is reported.
+    assert paired_effect(base, slower, "min", 0.9).median == pytest.approx(1 / 1.1 - 1)
+    faster = [b / 1.1 for b in base]
+    assert paired_effect(base, faster, "min", 0.9).median == pytest.approx(0.1)
+
+
+def test_bounds_are_the_right_walsh_order_statistics():
+    # 6 pairs, alpha = 2/64: P(T+ <= 1) = 2/64, so the bounds are the 2nd smallest / largest
+    # of the 21 Walsh averages.
+    d = [-0.02, 0.01, 0.03, 0.04, 0.06, 0.10]
+    walsh = sorted((d[i] + d[j]) / 2 for i in range(6) for j in range(i, 6))
+    effect = paired_effect([1.0] * 6, [math.exp(x) for x in d], "max", 1 - 2 / 64)
+    assert effect.ci[0] == pytest.approx(math.expm1(walsh[1]))
+    assert effect.ci[1] == pytest.approx(math.expm1(walsh[-2]))
+    assert effect.median == pytest.approx(math.expm1(walsh[10]))
+
+
+def test_too_few_pairs_give_an_unbounded_side_written_as_null():
+    effect = paired_effect([1.0, 1.0], [1.1, 1.2], "max", 0.99)
+    assert effect.ci == (-1.0, math.inf)
+    d = effect.to_dict()
+    assert set(d) == {"median", "ci", "n", "confidence"}
+    assert d["ci"] == [-1.0, None] and d["n"] == 2
+
+
+def test_bad_inputs_are_rejected():
+    with pytest.raises(ValueError):
+        paired_effect([1.0, 2.0], [1.0], "max", 0.9)
+    with pytest.raises(ValueError):
+        paired_effect([1.0], [0.0], "max", 0.9)
+    with pytest.raises(ValueError):
+        paired_effect([1.0], [1.0], "up", 0.9)
+
+
+COVERAGE_REPS = 4000
+
+
+def _coverage(rng, n, confidence, run):
+    """Share of simulated experiments whose lower / upper bound sits on the right side of truth."""
+    truth, lower_ok, upper_ok, reps = 0.03, 0, 0, COVERAGE_REPS
+    for _ in range(reps):
+        base, cand, k = [], [], 0
+        for order in pair_orders(n, rng):
+            for arm in order:
+                value = run(k, rng) * (math.exp(truth) if arm == "cand" else 1.0)
+                (base if arm == "base" else cand).append(value)
+                k += 1
+        lo, hi = paired_effect(base, cand, "max", confidence).ci
+        lower_ok += math.log1p(lo) <= truth
+        upper_ok += math.log1p(hi) >= truth
+    return lower_ok / reps, upper_ok / reps
+
+
+def test_interval_coverage_is_the_exact_nominal_level():
+    n, confidence = 8, 0.9
+    exact = 1 - _signed_rank_cdf(n)[_walsh_trim(n, 1 - confidence) - 1]  # achieved level
+    assert 0.9 <= exact < 0.92
+    white = lambda k, rng: math.exp(rng.gauss(0, 0.02))  # noqa: E731
+    for covered in _coverage(random.Random(7), n, confidence, white):
+        assert abs(covered - exact) < 3 * math.sqrt(exact * (1 - exact) / COVERAGE_REPS)
+
+
+def test_randomized_order_keeps_coverage_under_strong_drift_and_skew():
+    # 1% drift per run and skewed (exponential) slowdowns: only the order coin keeps it exact.
+    n, confidence = 8, 0.9
+    exact = 1 - _signed_rank_cdf(n)[_walsh_trim(n, 1 - confidence) - 1]
+    drifting = lambda k, rng: math.exp(0.01 * k - rng.expovariate(1 / 0.02))  # noqa: E731
+    for covered in _coverage(random.Random(11), n, confidence, drifting):
+        assert abs(covered - exact) < 3 * math.sqrt(exact * (1 - exact) / COVERAGE_REPS)
+
+
+# --- SequentialGate -----------------------------------------------------------------------------
+
+def _arms(rng, n, gain, cv=0.01):
+    base = [100 * math.exp(rng.gauss(0, cv)) for _ in range(n)]
+    cand = [100 * (1 + gain) * math.exp(rng.gauss(0, cv)) for _ in range(n)]
+    return base, cand
+
+
+def test_next_batch_follows_the_looks():
+    gate = SequentialGate()
+    assert gate.looks == [5, 10, 15]
+    assert [gate.next_batch(n) for n in (0, 3, 5, 10, 14, 15, 20)] == [5, 2, 5, 5, 1, 0, 0]
+    assert SequentialGate(max_repeats=10).looks == [5, 10]
+    assert SequentialGate(repeats=4, max_repeats=10).looks == [4, 8, 10]
+
+
+def test_alpha_is_split_over_looks_that_can_use_it():
+    gate = SequentialGate()
+    assert gate.alpha == DEFAULT_ALPHA
+    assert sum(gate.keep_alpha.values()) == pytest.approx(gate.alpha)
+    assert gate.keep_alpha[5] == 0.0  # 5 pairs cannot give a 1 - alpha bound
+    assert 0 < gate.keep_alpha[10] < gate.keep_alpha[15]
+    # Only the last of 3, 6, 7 pairs can reach 98.5%: it gets the whole budget.
+    assert SequentialGate(repeats=3, max_repeats=7).keep_alpha == {3: 0, 6: 0, 7: DEFAULT_ALPHA}
+
+
+def test_gate_that_could_never_keep_is_refused():
+    with pytest.raises(ValueError, match="max_repeats=5"):
+        SequentialGate(repeats=5, max_repeats=5)
+    with pytest.raises(ValueError):
+        SequentialGate(repeats=6, max_repeats=5)
+    with pytest.raises(ValueError):
+        SequentialGate(direction="up")
+
+
+def test_clear_win_keeps_at_second_look_not_first():
+    gate = SequentialGate()
+    base, cand = _arms(random.Random(1), 10, 0.10)
+    assert gate.decide(base[:5], cand[:5]).action == "more"  # 5 pairs cannot support 98.5%
+    verdict = gate.decide(base, cand)
+    assert verdict.action == "keep"
+    assert verdict.effect.ci[0] > 0.01 and verdict.effect.n == 10
+    assert "clears min_effect" in verdict.reason
+
+
+def test_clear_win_on_time_metric_keeps():
+    base, cand = _arms(random.Random(2), 10, -0.10)  # 10% less time
+    verdict = SequentialGate(direction="min").decide(base, cand)
+    assert verdict.action == "keep" and verdict.effect.median > 0.09
+
+
+def test_identical_runs_are_discarded_early_for_futility():
+    base = [100.0, 101.0, 99.0, 100.5, 99.5]
+    verdict = SequentialGate().decide(base, list(base))
+    assert verdict.action == "discard"
+    assert "futile" in verdict.reason and verdict.effect.median == 0.0
+
+
+def test_clear_loss_is_discarded_early():
+    base, cand = _arms(random.Random(3), 5, -0.05)
+    assert SequentialGate().decide(base, cand).action == "discard"
+
+
+def test_straddling_interval_asks_for_more():
+    base, cand = _arms(random.Random(4), 10, 0.015, cv=0.02)
+    verdict = SequentialGate().decide(base, cand)
+    assert verdict.action == "more"
+    lo, hi = verdict.effect.ci
+    assert lo < 0.01 < hi
+    assert "straddles" in verdict.reason
+
+
+def test_undecided_at_max_repeats_is_discarded():
+    base, cand = _arms(random.Random(4), 15, 0.015, cv=0.03)
+    verdict = SequentialGate().decide(base, cand)
+    assert verdict.action == "discard" and "undecided at max 15" in verdict.reason
+    assert verdict.effect.ci[0] < 0.01 < verdict.effect.ci[1]
+
+
+def test_no_pairs_yet_asks_for_more():
+    assert SequentialGate().decide([], []).action == "more"
+
+
+def test_sequential_false_keep_rate_respects_alpha_at_the_threshold():
+    # True effect exactly min_effect: a keep is an error; the looks together must stay <= alpha.
+    rng, alpha, trials, keeps = random.Random(5), 0.1, 1500, 0
+    for _ in range(trials):
+        gate, base, cand = SequentialGate(alpha=alpha), [], []
+        while (batch := gate.next_batch(len(base))) > 0:
+            more_base, more_cand = _arms(rng, batch, 0.01, cv=0.05)
+            base += more_base
+            cand += more_cand
+            verdict = gate.decide(base, cand)
+            if verdict.action != "more":
+                break
+        keeps += verdict.action == "keep"
+    assert keeps / trials <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / trials)
+
+
+# --- summarize ----------------------------------------------------------------------------------
+
+def test_summarize():
+    s = summarize([10.0, 12.0, 11.0])
+    assert s["median"] == 11.0 and s["samples"] == 3
+    assert s["cv"] == pytest.approx(1.0 / 11.0)
+    assert summarize([5.0]) == {"median": 5.0, "cv": 0.0, "samples": 1}
+    assert summarize([]) == {"median": None, "cv": None, "samples": 0}
+
+
+def test_effect_is_frozen():
+    effect = Effect(0.01, (0.0, 0.02), 5, 0.9)
+    with pytest.raises(Exception):
+        effect.median = 1.0  # type: ignore[misc]

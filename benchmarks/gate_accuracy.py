@@ -1,10 +1,12 @@
 """Gate accuracy on simulated benchmarks with known truth.
 
-For each noise scenario and each true effect (none = A/A, and a +3% gain) this runs many simulated
-optimization attempts through the real SequentialGate loop (next_batch / decide, exactly as the
-orchestrator drives it) and through the two rules used in the field: "single run, keep if better"
-and "median of 5, keep if better". Every rule sees the same simulated worker (common random
-numbers per trial) and the same interleaved, randomized run order. Metric direction is `max`.
+For each noise scenario and each true effect (none = A/A, exactly min_effect = +1%, and a +3% gain)
+this runs many simulated optimization attempts through the real SequentialGate loop (next_batch /
+decide, exactly as the orchestrator drives it) and through the two rules used in the field:
+"single run, keep if better" and "median of 5, keep if better". Every rule gets the same per-trial
+seeds, the same simulated worker and interleaved pairs in randomized order (the field rules get
+this for free here; run blocked, A A A then B B B, drift would bias them further).
+Metric direction is `max`.
 
 Noise is multiplicative (log-normal): run k of the whole A/B sequence measures
     true_value * exp(drift(k) + slow(k) + white_k)
@@ -110,7 +112,7 @@ def median_rule(pairs: int):
 def simulate(rule, scenario: Scenario, cand_value: float, trials: int, seed: int):
     keeps, pairs = 0, 0
     for trial in range(trials):
-        # Same seed per trial for every rule: all rules face the same worker noise.
+        # Seeded per cell and trial: reproducible, and independent of which cells run.
         rng = random.Random(f"{seed}/{scenario.name}/{cand_value}/{trial}")
         kept, used = rule(SimulatedWorker(scenario, rng), cand_value, rng)
         keeps += kept

@@ -82,7 +82,7 @@ def execute(job: Job, runtime: Runtime, base_dir: Path, cand_dir: Path, message:
     commit, changed = commit_candidate(cand_dir, message)
     if not changed:
         return JobResult("failed", "no change", runtime=outcome)
-    (job.exp_dir / "patch.diff").write_text(_git(cand_dir, "diff", "HEAD~1", "HEAD"), encoding="utf-8")
+    (job.exp_dir / "patch.diff").write_text(_git(cand_dir, "diff", "HEAD~1", "HEAD") + "\n", encoding="utf-8")
     touched = protected_touched(changed, job.protected)
     if touched:
         return JobResult("rejected", f"protected path touched: {', '.join(touched)}", cand_commit=commit, changed=changed, runtime=outcome)

@@ -57,7 +57,7 @@ python3 -c "import random; print('METRIC score=%f' % ($(cat value.txt) * random.
 
 
 def make_target(root: Path, changes: dict[str, dict[str, str | None]], *, value: str = "100", delay: str | None = None,
-                task_extra: str = "", check: str = "test -f value.txt") -> tuple[Path, Path, Path]:
+                task_extra: str = "", check: str = "test -f bench.sh") -> tuple[Path, Path, Path]:
     """A small git repo + task.yaml + plan.md whose hypotheses carry real diffs.
 
     `changes` maps a hypothesis id to {file: new content (None deletes)}; a value of "<bad>" for a

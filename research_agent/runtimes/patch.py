@@ -20,7 +20,8 @@ class PatchRuntime:
         patch_file = (brief.exp_dir or brief.path.parent) / "hypothesis.diff"
         patch_file.write_text(brief.diff, encoding="utf-8")
         # --3way falls back to a merge when the context moved; it needs the blobs, which the worktree has.
-        result = proc.run(["git", "apply", "--3way", "--whitespace=nowarn", str(patch_file)], cwd=workdir, timeout=self.timeout)
+        result = proc.run(["git", "apply", "--3way", "--whitespace=nowarn", str(patch_file)], cwd=workdir, timeout=self.timeout,
+                          log_path=patch_file.parent / "runtime.log")
         if result.ok:
             return RuntimeResult(True)
         first = next((line for line in result.output.splitlines() if line.strip().startswith("error")), result.tail(1))

@@ -37,6 +37,7 @@ RepeatsOpt = typer.Option(None, "--repeats", help="Benchmark pairs per experimen
 MinEffectOpt = typer.Option(None, "--min-effect", help="Smallest relative gain worth keeping (0.01 = 1%).")
 RunDirOpt = typer.Option(None, "--run-dir", help="Run directory (default: runs/<task>-<time>).")
 AllowDirtyOpt = typer.Option(False, "--allow-dirty", help="Start from a snapshot of uncommitted changes.")
+OfflineOpt = typer.Option(False, "--offline", help="Research from the cache and local sources only: no network.")
 
 
 def main() -> None:
@@ -74,16 +75,14 @@ def optimize(
     min_effect: Optional[float] = MinEffectOpt,
     run_dir: Optional[Path] = RunDirOpt,
     allow_dirty: bool = AllowDirtyOpt,
+    offline: bool = OfflineOpt,
 ) -> None:
-    """Baseline, then run the plan's hypotheses on parallel workers and keep what the gate accepts."""
+    """Baseline, research (unless --plan is given), then the plan's hypotheses, keeping what the gate accepts."""
     from .commands import start_run
-    from .errors import UserError
 
-    if plan is None:
-        raise UserError("--plan is required: the research phase that writes plans is not in this version")
     overrides = dict(bench=bench, build=build, check=check, metric=metric, direction=direction, runtime=runtime,
                      runtime_cmd=runtime_cmd, parallel=parallel, rounds=rounds, repeats=repeats, min_effect=min_effect)
-    start_run(repo_or_task, task, plan, overrides, run_dir, allow_dirty)
+    start_run(repo_or_task, task, plan, overrides, run_dir, allow_dirty, offline=offline)
 
 
 @app.command("run")
@@ -114,6 +113,26 @@ def run_plan(
     overrides = dict(bench=bench, build=build, check=check, metric=metric, direction=direction, runtime=runtime,
                      runtime_cmd=runtime_cmd, parallel=parallel, rounds=rounds, repeats=repeats, min_effect=min_effect)
     start_run(repo or str(task), task if repo else None, plan, overrides, run_dir, allow_dirty)
+
+
+@app.command()
+def research(
+    repo_or_task: str = typer.Argument(..., help="A task spec (YAML) or a repository path / git URL."),
+    task: Optional[Path] = TaskOpt,
+    bench: Optional[str] = BenchOpt,
+    build: Optional[str] = BuildOpt,
+    check: Optional[str] = CheckOpt,
+    metric: Optional[str] = MetricOpt,
+    direction: Optional[str] = DirectionOpt,
+    run_dir: Optional[Path] = RunDirOpt,
+    allow_dirty: bool = AllowDirtyOpt,
+    offline: bool = OfflineOpt,
+) -> None:
+    """Baseline and research only: write plan.md (and research/) for review, then stop."""
+    from .commands import start_run
+
+    overrides = dict(bench=bench, build=build, check=check, metric=metric, direction=direction)
+    start_run(repo_or_task, task, None, overrides, run_dir, allow_dirty, offline=offline, stop_after_plan=True)
 
 
 @app.command()

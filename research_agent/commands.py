@@ -36,19 +36,23 @@ def load_task_for(repo_or_task: str, task_file: Path | None, overrides: dict):
     return apply_overrides(task, **overrides)
 
 
-def start_run(repo_or_task: str, task_file: Path | None, plan_file: Path, overrides: dict, run_dir: Path | None, allow_dirty: bool) -> None:
+def start_run(repo_or_task: str, task_file: Path | None, plan_file: Path | None, overrides: dict, run_dir: Path | None,
+              allow_dirty: bool, offline: bool = False, stop_after_plan: bool = False) -> None:
     from . import rundir
     from .plan import load_plan
 
     task = load_task_for(repo_or_task, task_file, overrides)
-    plan = load_plan(plan_file)
-    if not any(h.status in ("pending", "running") for h in plan.hypotheses):
-        raise UserError(f"{plan_file}: no pending hypothesis to try")
+    plan = None
+    if plan_file is not None:
+        plan = load_plan(plan_file)
+        if not any(h.status in ("pending", "running") for h in plan.hypotheses):
+            raise UserError(f"{plan_file}: no pending hypothesis to try")
     path = run_dir or rundir.default_run_dir(task)
-    run, notice = rundir.create(task, plan, path, allow_dirty)
+    options = {"offline": offline, "stop_after_plan": stop_after_plan}
+    run, notice = rundir.create(task, plan, path, allow_dirty, options)
     if notice:
         err.print(f"note: {notice}")
-    err.print(f"run {run.run_id} in {path}")
+    err.print(f"run {run.run_id} in {shown(path)}")
     _execute(run)
 
 
@@ -63,6 +67,9 @@ def resume_run(run_dir: Path, task_file: Path | None) -> None:
         err.print(f"run {run.run_id} is already finished; rewriting its report")
         write_reports(run_dir)
         return
+    if state == "planned":  # the plan was reviewed: go on to the experiments
+        options = {**run.ledger.options(), "stop_after_plan": False}
+        run.ledger.update_run(options=json.dumps(options))
     err.print(f"resuming run {run.run_id} ({state})")
     _execute(run)
 
@@ -81,6 +88,11 @@ def _execute(run) -> None:
         err.print(f"interrupted ({stop}); workers removed, ledger saved. Continue with:")
         err.print(f"  research-agent resume {shlex.quote(shown(run.path))}")
         sys.exit(128 + stop.signum)
+    if run.ledger.run()["status"] == "planned":
+        where = shown(run.path)
+        print(f"plan written: {where}/plan.md (sources: {where}/research/sources.json)")
+        print(f"review it (research-agent plan show {where}/plan.md), then run it: research-agent resume {where}")
+        return
     paths = write_reports(run.path, quiet=True)
     _summary(run, paths)
 

@@ -97,6 +97,10 @@ MIGRATIONS = [
         data TEXT
     );
     """,
+    # 2: run options that resume must keep (e.g. offline research)
+    """
+    ALTER TABLE runs ADD COLUMN options TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -151,6 +155,10 @@ class Ledger:
     def run(self) -> dict | None:
         rows = self._rows("SELECT * FROM runs LIMIT 1")
         return rows[0] if rows else None
+
+    def options(self) -> dict:
+        run = self.run() or {}
+        return json.loads(run.get("options") or "{}")
 
     def update_run(self, **fields: Any) -> None:
         sets = ", ".join(f"{key}=?" for key in fields)

@@ -72,6 +72,12 @@ class Orchestrator:
             self.ledger.update_run(status="running")
             self.new_gate()  # refuse impossible gate settings before spending any time
             self.baseline()
+            if self.run.plan is None:
+                self.research()
+            if self.ledger.options().get("stop_after_plan"):
+                self.ledger.update_run(status="planned")
+                self.ledger.event("planned", "plan written; stopping for review")
+                return self.ledger.run()
             while True:
                 round_no = self.ledger.run()["round"]
                 moved = self.run_round(round_no)
@@ -120,6 +126,12 @@ class Orchestrator:
                     raise BaselineError(f"baseline {failure} (log: {log})")
                 self.ledger.add_sample(BASELINE, 1, BASELINE, index, value, seconds)
                 values.append(value)
+            if self.task.profile:
+                self.progress.message = "baseline: profile"
+                result = proc.run(self.task.profile, cwd=workdir, timeout=self.task.timeouts.bench * 3, log_path=log)
+                self._check_stop()
+                (self.run.path / "research").mkdir(exist_ok=True)
+                (self.run.path / "research" / "profile.txt").write_text(result.output, encoding="utf-8")
         finally:
             self.backend.release(workdir)
         stats = summarize(values)
@@ -128,6 +140,32 @@ class Orchestrator:
         with self._plan_lock:
             self.run.plan.set_baseline(round(stats["median"], 6), round(stats["cv"], 4))
             self.run.save_plan()
+
+    # --- research ------------------------------------------------------------------------
+
+    def research(self) -> None:
+        """No plan yet: read, rank, mine, and write one (the extractive distiller)."""
+        from .plan import load_plan, save_plan
+        from .plan.extractive import ExtractiveDistiller
+        from .research.pipeline import run_research
+
+        self.progress.message = "research"
+        self.notify("research: reading local notes, competitors, arXiv and GitHub (cached)")
+        run = self.ledger.run()
+        out_dir = self.run.path / "research"
+        profile_file = out_dir / "profile.txt"
+        evidence = run_research(
+            self.task, self.run.repo_dir, run["best_commit"], out_dir,
+            offline=bool(self.ledger.options().get("offline")), notify=self.notify,
+            profile=profile_file.read_text(encoding="utf-8") if profile_file.exists() else "",
+        )
+        self._check_stop()
+        baseline = {"median": run["baseline_median"], "cv": run["baseline_cv"], "samples": self.ledger.samples(BASELINE, BASELINE)}
+        plan = ExtractiveDistiller().plan(self.task, baseline, evidence)
+        save_plan(plan, self.run.plan_path)
+        self.run.plan = load_plan(self.run.plan_path)
+        self.ledger.event("plan", f"plan written with {len(plan.hypotheses)} hypotheses", path="plan.md")
+        self.notify(f"plan: {len(plan.hypotheses)} hypotheses written to plan.md")
 
     # --- rounds --------------------------------------------------------------------------
 
@@ -150,9 +188,19 @@ class Orchestrator:
         """Round 1 tries every pending hypothesis; later rounds retry the discarded ones on the new best."""
         plan = self.run.plan
         if round_no == 1:
-            return [h for h in plan.hypotheses if h.status in ("pending", "running")]
-        previous = {e["hypothesis"]: e for e in self.ledger.experiments("hypothesis") if e["round"] == round_no - 1}
-        return [h for h in plan.hypotheses if previous.get(h.id, {}).get("decision") == "discarded"]
+            chosen = [h for h in plan.hypotheses if h.status in ("pending", "running")]
+        else:
+            previous = {e["hypothesis"]: e for e in self.ledger.experiments("hypothesis") if e["round"] == round_no - 1}
+            chosen = [h for h in plan.hypotheses if previous.get(h.id, {}).get("decision") == "discarded"]
+        if self.task.runtime.name == "patch":
+            # The patch runtime needs a diff; ideas without one wait for a coding-agent runtime.
+            waiting = [h.id for h in chosen if not h.diff]
+            if waiting and round_no == 1:
+                line = f"{', '.join(waiting)}: no diff — not tried with the patch runtime (use a coding-agent runtime)"
+                self.ledger.event("skipped", line, hypotheses=waiting)
+                self.notify(line)
+            chosen = [h for h in chosen if h.diff]
+        return chosen
 
     def combine(self, round_no: int, winners: list[dict]) -> bool:
         """Stack the round's winners onto the base, biggest first; each addition is re-gated."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -20,7 +21,7 @@ class RunDir:
     path: Path
     run_id: str
     task: Task
-    plan: Plan
+    plan: Plan | None  # None until the research phase writes one
     ledger: Ledger
 
     @property
@@ -45,7 +46,7 @@ def default_run_dir(task: Task) -> Path:
     return Path("runs") / f"{_slug(task.name)}-{stamp}"
 
 
-def create(task: Task, plan: Plan, path: Path, allow_dirty: bool) -> tuple[RunDir, str | None]:
+def create(task: Task, plan: Plan | None, path: Path, allow_dirty: bool, options: dict | None = None) -> tuple[RunDir, str | None]:
     """Make a new run directory and bring the target in; returns it and an optional notice line."""
     if (path / "ledger.sqlite").exists():
         existing = Ledger.open_existing(path / "ledger.sqlite").run() or {}
@@ -68,12 +69,16 @@ def create(task: Task, plan: Plan, path: Path, allow_dirty: bool) -> tuple[RunDi
         shutil.rmtree(path, ignore_errors=True)  # nothing half-made left behind on bad input
         raise
     (path / "task.yaml").write_text(task.to_yaml(), encoding="utf-8")
-    save_plan(plan, path / "plan.md")
+    if plan is not None:
+        save_plan(plan, path / "plan.md")
     ledger = Ledger(path / "ledger.sqlite")
     ledger.create_run(run_id, task.name, task.fingerprint())
-    ledger.update_run(repo_dir=str(prepared.repo_dir.name), base_commit=prepared.base_commit, best_commit=prepared.base_commit)
+    ledger.update_run(repo_dir=str(prepared.repo_dir.name), base_commit=prepared.base_commit,
+                      best_commit=prepared.base_commit, options=json.dumps(options or {}))
     ledger.event("created", f"run {run_id} created", base_commit=prepared.base_commit)
-    return RunDir(path, run_id, load_task(path / "task.yaml"), load_plan(path / "plan.md"), ledger), prepared.notice
+    run = RunDir(path, run_id, load_task(path / "task.yaml"), None, ledger)
+    run.plan = load_plan(run.plan_path) if plan is not None else None
+    return run, prepared.notice
 
 
 def open_run(path: Path, task_check: Task | None = None) -> RunDir:
@@ -90,7 +95,8 @@ def open_run(path: Path, task_check: Task | None = None) -> RunDir:
     task = load_task(path / "task.yaml")
     if task_check is not None and task_check.fingerprint() != run["task_fingerprint"]:
         raise RunDirError(f"{path} belongs to another task ({run['task_name']}), not {task_check.name}")
-    return RunDir(path, run["id"], task, load_plan(path / "plan.md"), ledger)
+    plan = load_plan(path / "plan.md") if (path / "plan.md").exists() else None
+    return RunDir(path, run["id"], task, plan, ledger)
 
 
 def _slug(text: str) -> str:

@@ -56,9 +56,9 @@ def prepare(source: str, is_url: bool, run_dir: Path, allow_dirty: bool) -> Targ
     toplevel = git(["rev-parse", "--show-toplevel"], cwd=path, check=False)
     if toplevel and Path(toplevel).resolve() == path.resolve():
         return _clone_checkout(path, repo_dir, allow_dirty)
-    inside = f"a folder inside the git repository {toplevel}" if toplevel else "not a git repository"
+    inside = "a folder inside another git repository" if toplevel else "not a git repository"
     commit = _snapshot_folder(path, repo_dir)
-    return Target(repo_dir, commit, f"{source} is {inside}: snapshotted it into {repo_dir} (the original is not touched)")
+    return Target(repo_dir, commit, f"{path.name}/ is {inside}: the run works on a snapshot of it (the original is not touched)")
 
 
 def _clone_url(url: str, repo_dir: Path) -> Target:
@@ -72,16 +72,16 @@ def _clone_checkout(path: Path, repo_dir: Path, allow_dirty: bool) -> Target:
     head = git(["rev-parse", "--verify", "--quiet", "HEAD"], cwd=path, check=False)
     if not head:
         # No commit yet: treat it like a plain folder.
-        return Target(repo_dir, _snapshot_folder(path, repo_dir), f"{path} has no commits: snapshotted its files")
+        return Target(repo_dir, _snapshot_folder(path, repo_dir), f"{path.name}/ has no commits yet: the run works on a snapshot of its files")
     dirty = git(["status", "--porcelain", "--untracked-files=no", "--ignore-submodules"], cwd=path)
     if dirty and not allow_dirty:
         count = len(dirty.splitlines())
-        raise TargetError(f"{path} has {count} uncommitted change(s); commit or stash them, or pass --allow-dirty")
+        raise TargetError(f"{path.name}/ has {count} uncommitted change(s); commit or stash them, or pass --allow-dirty")
     git(["clone", "--quiet", "--bare", "--no-hardlinks", str(path.resolve()), str(repo_dir)])
     if not dirty:
         return Target(repo_dir, head, None)
     commit = _commit_tree_of(path, repo_dir, parent=head)
-    return Target(repo_dir, commit, f"{path} has uncommitted changes: experiments start from a snapshot of them (--allow-dirty)")
+    return Target(repo_dir, commit, f"{path.name}/ has uncommitted changes: experiments start from a snapshot of them (--allow-dirty)")
 
 
 def _snapshot_folder(path: Path, repo_dir: Path) -> str:

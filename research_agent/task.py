@@ -192,8 +192,11 @@ class Research(_Strict):
     local: StrList = Field(default_factory=list)  # folders of notes, relative to the task file
     competitors: StrList = Field(default_factory=list)  # local repo paths or GitHub owner/repo
     forks_of: str | None = None  # GitHub owner/repo; None means the target's origin
-    weights: FreeDict = Field(default_factory=dict)
-    endpoints: FreeDict = Field(default_factory=dict)
+    notes: Count = Field(10, ge=0)  # local notes to keep after ranking
+    weights: FreeDict = Field(default_factory=dict)  # relevance / popularity / recency
+    endpoints: FreeDict = Field(default_factory=dict)  # arxiv / semantic_scholar / github base URLs
+    arxiv_delay: Number = Field(3.0, ge=0)  # seconds between arXiv requests (their API terms ask for 3)
+    max_age_days: Number = Field(7.0, gt=0)  # how long cached responses are reused
 
 
 # ---------------------------------------------------------------------------
@@ -218,6 +221,7 @@ class Task(_Strict):
     build: OptionalCommand = None
     bench: str
     check: OptionalCommand = None
+    profile: OptionalCommand = None  # optional profiler command; its output informs the plan
     metric: Metric
     protected: StrList = Field(default_factory=list)
     timeouts: Timeouts = Field(default_factory=Timeouts)

@@ -32,11 +32,6 @@ def test_missing_target_path(tmp_path):
     assert_one_line_error(result, 5, "target not found: nowhere")
 
 
-def test_missing_plan_option(target, tmp_path):
-    repo, task, plan = target
-    assert_one_line_error(cli("optimize", str(task), cwd=tmp_path), 2, "--plan is required")
-
-
 def test_dirty_tree_is_refused_and_left_alone(target, tmp_path):
     repo, task, plan = target
     (repo / "value.txt").write_text("999\n")

@@ -20,7 +20,7 @@ def test_demo_ends_kept_discarded_failed_rejected(tmp_path):
     run_dir = tmp_path / "run"
     done = cli("optimize", "tasks/demo/task.yaml", "--plan", "tasks/demo/plan.md", "--run-dir", str(run_dir))
     assert done.returncode == 0, done.stderr
-    assert "snapshotted" in done.stderr  # the demo is a folder inside this repository
+    assert "works on a snapshot" in done.stderr  # the demo is a folder inside this repository
 
     status = json.loads(cli("status", str(run_dir), "--json").stdout)
     decisions = {e["hypothesis"]: e["decision"] for e in status["experiments"]}

@@ -44,7 +44,7 @@ def test_folder_inside_another_repo_is_snapshotted(tmp_path):
     prepared = target.prepare(str(outer / "sub"), False, tmp_path / "run", allow_dirty=False)
     files = git(prepared.repo_dir, "ls-tree", "-r", "--name-only", prepared.base_commit).split()
     assert files == [".gitignore", "code.c"]  # ignored build output left out, parent files not included
-    assert "snapshotted" in prepared.notice
+    assert "snapshot" in prepared.notice
     assert snapshot_of_user_repo(outer) == before
 
 

@@ -1,7 +1,7 @@
 """The command line: thin commands that parse options and call into the package.
 
 Heavy modules are imported inside the commands so `research-agent --help` stays fast.
-Exit codes: 0 ok · 2 usage or bad input · 3 task spec · 4 plan file · 5 target repository ·
+Exit codes: 0 ok · 1 internal error · 2 usage or bad input · 3 task spec · 4 plan file · 5 target repository ·
 6 baseline failed · 7 run directory · 130 / 143 interrupted (SIGINT / SIGTERM; resumable).
 """
 
@@ -50,6 +50,12 @@ def main() -> None:
         _fail(str(error), error.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
+    except Exception as error:  # a bug of ours: one line, the traceback only on request
+        import os
+
+        if os.environ.get("RESEARCH_AGENT_DEBUG"):
+            raise
+        _fail(f"internal error: {type(error).__name__}: {error} (set RESEARCH_AGENT_DEBUG=1 for the traceback)", 1)
 
 
 def _fail(message: str, code: int) -> None:
@@ -163,6 +169,14 @@ def report(run_dir: Path = typer.Argument(..., help="Run directory.")) -> None:
     from .commands import write_reports
 
     write_reports(run_dir)
+
+
+@app.command()
+def doctor() -> None:
+    """Which runtimes are usable here: binary, version, provider key present (never its value)."""
+    from .commands import doctor as run_doctor
+
+    run_doctor()
 
 
 @plan_app.command("validate")

@@ -142,3 +142,27 @@ def write_reports(run_dir: Path, quiet: bool = False) -> dict:
         for path in paths.values():
             print(path)
     return {Path(p).name: p for p in paths.values()}
+
+
+def doctor() -> None:
+    """A table of runtimes: always-available ones, then the agent CLIs found (or not) here."""
+    import importlib
+    import shutil as _shutil
+
+    from rich.table import Table
+
+    table = Table(title="research-agent doctor")
+    for column in ("runtime", "usable", "binary", "version", "key", "note"):
+        table.add_column(column)
+    table.add_row("patch", "yes", _shutil.which("git") or "git missing", "", "", "applies plan diffs with git apply --3way")
+    table.add_row("command", "yes", "", "", "", "any agent CLI via --runtime-cmd")
+    for module in ("claude_code", "codex"):
+        try:
+            info = importlib.import_module(f"research_agent.runtimes.{module}").doctor_info()
+        except Exception as error:  # a broken runtime module must not hide the others
+            info = {"runtime": module, "usable": False, "note": f"error: {error}"}
+        table.add_row(
+            info.get("runtime", module), "yes" if info.get("usable") else "no", shown(info["binary"]) if info.get("binary") else "not found",
+            info.get("version") or "", "present" if info.get("key_present") else "missing", info.get("note", ""),
+        )
+    Console().print(table)

@@ -76,6 +76,8 @@ def execute(job: Job, runtime: Runtime, base_dir: Path, cand_dir: Path, message:
     outcome = runtime.apply(cand_dir, job.brief)
     if proc.stopping():
         return JobResult("stopped", "interrupted", runtime=outcome)
+    if outcome.details.get("rejected"):  # e.g. the agent wrote outside its worktree
+        return JobResult("rejected", outcome.reason or "runtime broke a constraint", runtime=outcome)
     if not outcome.ok:
         return JobResult("failed", outcome.reason or "runtime failed", runtime=outcome)
 

@@ -66,8 +66,9 @@ DEFAULT_ALPHA = 0.01
 PRACTICAL_CONFIDENCE = 0.80
 # The significance budget is fully available by this many pairs (or max_repeats if smaller).
 SPEND_BY_PAIRS = 10
+SPEND_BY_FRACTION = 2 / 3
 # Power that futility stopping may cost at most, split over the interim looks.
-FUTILITY_BETA = 0.20
+FUTILITY_BETA = 0.30
 EXACT_MAX_PAIRS = 60
 
 _FLOAT = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:inf(?:inity)?|nan)"
@@ -263,7 +264,7 @@ def _critical_values(z: list[float], looks: list[int], spend) -> list[tuple[int,
             for t, p in enumerate(_joint_null(z[:n], prev[0], prev[1], c_max)):
                 if bound + p > budget:
                     break
-                bound, c = bound + p, t
+                bound, c = bound + float(p), t
         if c >= 0:
             prev = (n, c)
         out.append((n, c, bound))
@@ -291,7 +292,7 @@ class SequentialGate:
             raise ValueError(f"max_repeats={max_repeats} pairs cannot show better than no change "
                              f"at {1 - alpha:.1%}; need at least "
                              f"{math.ceil(math.log2(1 / alpha))} pairs")
-        self.spend_by = min(max_repeats, SPEND_BY_PAIRS)
+        self.spend_by = max(min(max_repeats, SPEND_BY_PAIRS), max_repeats * SPEND_BY_FRACTION)
         # Cumulative significance budget available at each look.
         self.spending = {look: self._spend(look) for look in self.looks}
         # Log-scale value "no change" means for criterion 1 (min_effect, if that is negative).
@@ -300,7 +301,7 @@ class SequentialGate:
         self.futility_beta = FUTILITY_BETA / interim if interim else 0.0
 
     def _spend(self, n: int) -> float:
-        return self.alpha * min(1.0, n / self.spend_by)
+        return self.alpha * math.sqrt(min(1.0, n / self.spend_by))
 
     def next_batch(self, n_done: int) -> int:
         """Pairs to run before the next look; 0 once max_repeats pairs are done."""

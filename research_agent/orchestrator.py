@@ -137,9 +137,10 @@ class Orchestrator:
         stats = summarize(values)
         self.ledger.update_run(baseline_median=stats["median"], baseline_cv=stats["cv"])
         self.ledger.event("baseline", f"baseline {self.task.metric.name} median {stats['median']:.4g}, CV {stats['cv']:.2%}")
-        with self._plan_lock:
-            self.run.plan.set_baseline(round(stats["median"], 6), round(stats["cv"], 4))
-            self.run.save_plan()
+        if self.run.plan is not None:  # a plan written later by research carries the baseline itself
+            with self._plan_lock:
+                self.run.plan.set_baseline(round(stats["median"], 6), round(stats["cv"], 4))
+                self.run.save_plan()
 
     # --- research ------------------------------------------------------------------------
 
@@ -351,10 +352,11 @@ class Orchestrator:
         proc.stop_all()
         self.ledger.reset_unfinished()
         with self._plan_lock:
-            for hyp in self.run.plan.hypotheses:
-                if hyp.status == "running":
-                    self.run.plan.set_status(hyp.id, "pending")
-            self.run.save_plan()
+            if self.run.plan is not None:
+                for hyp in self.run.plan.hypotheses:
+                    if hyp.status == "running":
+                        self.run.plan.set_status(hyp.id, "pending")
+                self.run.save_plan()
         self.backend.teardown()
         self.ledger.update_run(status=status)
         self.ledger.event(status, f"run {status}")

@@ -138,3 +138,79 @@ def _signal_pid(pid: int, sig: int) -> None:
         os.kill(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def stream(
+    command: list[str],
+    cwd: str | Path,
+    on_line,
+    timeout: float | None = None,
+    env: dict[str, str] | None = None,
+    stdin_text: str | None = None,
+    replace_env: bool = False,
+) -> Result:
+    """Run `command` and hand each stdout line to `on_line(line) -> str | None` as it arrives.
+
+    `on_line` returning a string stops the command (its whole process group) — that string becomes
+    `Result.output`'s last line and `stopped` is set (used for budget caps: a running cost over the
+    limit). stderr is collected separately and appended to the output at the end.
+    """
+    if _stopping.is_set():
+        return Result(None, "not started: stopping", 0.0, stopped=True)
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        command,
+        cwd=str(cwd),
+        env=dict(env or {}) if replace_env else {**os.environ, **(env or {})},
+        stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        text=True,
+        errors="replace",
+        bufsize=1,
+    )
+    with _live_lock:
+        _live[proc.pid] = proc
+    stderr_chunks: list[str] = []
+    reader = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()), daemon=True)
+    reader.start()
+    if stdin_text is not None:
+        try:
+            proc.stdin.write(stdin_text)
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+    verdict: dict = {"timed_out": False, "stop": None}
+
+    def watchdog() -> None:
+        if timeout is not None and proc.poll() is None:
+            verdict["timed_out"] = True
+            kill_tree(proc)
+
+    timer = threading.Timer(timeout, watchdog) if timeout is not None else None
+    if timer:
+        timer.daemon = True
+        timer.start()
+    lines: list[str] = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if verdict["stop"] is None:
+                reason = on_line(line.rstrip("\n"))
+                if reason:
+                    verdict["stop"] = reason
+                    kill_tree(proc)
+        proc.wait()
+    finally:
+        if timer:
+            timer.cancel()
+        with _live_lock:
+            _live.pop(proc.pid, None)
+    reader.join(5)
+    output = "".join(lines) + "".join(stderr_chunks)
+    if verdict["stop"]:
+        output += f"\n{verdict['stop']}\n"
+    stopped = bool(verdict["stop"]) or (_stopping.is_set() and proc.returncode != 0)
+    code = None if (verdict["timed_out"] or stopped) else proc.returncode
+    return Result(code, output, time.monotonic() - started, timed_out=verdict["timed_out"], stopped=stopped)

@@ -57,11 +57,14 @@ def read_sources(task, http: Http, queries: list[str], base_repo: Path) -> tuple
 
     from .local_source import LocalCompetitors, LocalNotes
 
-    notes = LocalNotes([base / folder for folder in settings.local], base)
+    # Local ids are relative to the target (or the task's folder), never absolute: they are stable
+    # across machines and match hand-written plans (local:notes/loop-order.md).
+    root = Path(task.repo_path()) if not task.repo_is_url() else base
+    notes = LocalNotes([base / folder for folder in settings.local], root)
     items += notes.search(" ".join(queries), settings.notes * 4)
     local_repos = [c for c in settings.competitors if _is_local(c, base)]
     remote_repos = [c for c in settings.competitors if c not in local_repos]
-    competitors = LocalCompetitors(local_repos, base)
+    competitors = LocalCompetitors([os.path.relpath(base / c, root) for c in local_repos], root)
     items += competitors.search(" ".join(queries), len(local_repos))
     skipped += notes.notices + competitors.notices
 
@@ -121,8 +124,8 @@ def mine(task, selected: list[SourceItem], base_repo: Path, base_commit: str, of
     files = target_files(base_repo, base_commit)
     patches, snippets = [], []
     for item in selected:
-        if item.kind not in MINED_KINDS or not item.meta.get("clone_url"):
-            continue
+        if item.kind not in MINED_KINDS:
+            continue  # the miner derives a clone URL from a github: id when meta has none
         clone = miner.clone(item)
         if clone is None:
             continue

@@ -29,7 +29,9 @@ def main_language(files: list[str]) -> str | None:
 def hot_files(files: list[str], goal: str, limit: int = 2) -> list[str]:
     """Source files whose names echo the goal's words (e.g. 'matrix multiply' → kernel/matmul)."""
     words = {w for w in re.findall(r"[a-z]{3,}", goal.lower())}
-    sources = [f for f in files if PurePosixPath(f).suffix in LANGUAGES]
+    # Tests, checks and benchmarks are not the hot path.
+    sources = [f for f in files if PurePosixPath(f).suffix in LANGUAGES
+               and not re.search(r"test|check|bench", PurePosixPath(f).stem.lower())]
     scored = sorted(sources, key=lambda f: -sum(w[:4] in PurePosixPath(f).stem.lower() for w in words))
     return [PurePosixPath(f).stem for f in scored[:limit]]
 

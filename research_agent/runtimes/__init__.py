@@ -18,7 +18,15 @@ def make_runtime(name: str, options: dict, timeout: float) -> Runtime:
         if not command:
             raise UserError("runtime 'command' needs a command: use --runtime-cmd 'agent --message-file {brief}'")
         return CommandRuntime(command, timeout=timeout)
-    raise UserError(f"runtime '{name}' is not available in this version (available: patch, command)")
+    if name == "claude-code":
+        from .claude_code import ClaudeCodeRuntime
+
+        return ClaudeCodeRuntime(options, timeout=timeout)
+    if name == "codex":
+        from .codex import CodexRuntime
+
+        return CodexRuntime(options, timeout=timeout)
+    raise UserError(f"unknown runtime '{name}' (available: patch, command, claude-code, codex)")
 
 
 __all__ = ["Brief", "Runtime", "RuntimeResult", "make_runtime"]

@@ -1,18 +1,21 @@
 """Gate accuracy on simulated benchmarks with known truth.
 
-For each noise scenario and each true effect (none = A/A, exactly min_effect = +1%, and a +3% gain)
-this runs many simulated optimization attempts through the real SequentialGate loop (next_batch /
-decide, exactly as the orchestrator drives it) and through the two rules used in the field:
-"single run, keep if better" and "median of 5, keep if better". Every rule gets the same per-trial
-seeds, the same simulated worker and interleaved pairs in randomized order (the field rules get
-this for free here; run blocked, A A A then B B B, drift would bias them further).
+For each noise scenario and each true effect (none = A/A, exactly min_effect = +1%, +2% and a +3%
+gain) this runs many simulated optimization attempts through the real SequentialGate loop
+(next_batch / decide, exactly as the orchestrator drives it) and through the two rules used in the
+field: "single run, keep if better" and "median of 5, keep if better". Every rule gets the same
+per-trial seeds, the same simulated worker and interleaved pairs in randomized order (the field
+rules get this for free here; run blocked, A A A then B B B, drift would bias them further).
 Metric direction is `max`.
 
 Noise is multiplicative (log-normal): run k of the whole A/B sequence measures
     true_value * exp(drift(k) + slow(k) + white_k)
 so drift and slow components hit A and B alike except for the part that changes between runs.
 
-Usage: python benchmarks/gate_accuracy.py [--trials N] [--seed S] [--alpha A]
+The product requirement: A/A false keeps <= 1% (CV 2%, and CV 5% with drift); power >= 90% for a
+true +3% at CV 2% within <= 10 pairs per arm.
+
+Usage: python benchmarks/gate_accuracy.py [--trials N] [--aa-trials N] [--seed S] [--alpha A]
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from research_agent.gate import SequentialGate, pair_orders  # noqa: E402
 
 GAIN = 0.03
+SMALL_GAIN = 0.02
 MIN_EFFECT = 0.01
+WITHIN = 10  # the requirement's pair budget per arm
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,9 @@ def run_pairs(worker: SimulatedWorker, n: int, cand_value: float, rng: random.Ra
         cand.append(values["cand"])
 
 
-def gate_rule(max_repeats: int, alpha: float | None):
+def gate_rule(max_repeats: int, alpha: float | None, futility: bool = True):
+    """The real gate loop. futility=False ignores interim discards (futility is the only
+    reason for one), to show what futility stopping costs."""
     def decide(worker, cand_value, rng):
         gate = SequentialGate(min_effect=MIN_EFFECT, repeats=5, max_repeats=max_repeats,
                               direction="max", alpha=alpha)
@@ -95,6 +102,8 @@ def gate_rule(max_repeats: int, alpha: float | None):
         while (batch := gate.next_batch(len(base))) > 0:
             run_pairs(worker, batch, cand_value, rng, base, cand)
             verdict = gate.decide(base, cand)
+            if verdict.action == "discard" and not futility and len(base) < max_repeats:
+                continue
             if verdict.action != "more":
                 break
         return verdict.action == "keep", len(base)
@@ -110,14 +119,16 @@ def median_rule(pairs: int):
 
 
 def simulate(rule, scenario: Scenario, cand_value: float, trials: int, seed: int):
-    keeps, pairs = 0, 0
+    """(keeps, keeps within WITHIN pairs, mean pairs per arm) over the trials."""
+    keeps, early, pairs = 0, 0, 0
     for trial in range(trials):
         # Seeded per cell and trial: reproducible, and independent of which cells run.
         rng = random.Random(f"{seed}/{scenario.name}/{cand_value}/{trial}")
         kept, used = rule(SimulatedWorker(scenario, rng), cand_value, rng)
         keeps += kept
+        early += kept and used <= WITHIN
         pairs += used
-    return keeps, pairs / trials
+    return keeps, early, pairs / trials
 
 
 def upper95(hits: int, n: int) -> float:
@@ -128,49 +139,100 @@ def upper95(hits: int, n: int) -> float:
     return (center + spread) / (1 + z * z / n)
 
 
-def shares(gate: SequentialGate) -> str:
-    return ", ".join(f"{look}: {a:.4f}" for look, a in gate.keep_alpha.items())
+def _integrate(f, lo: float, hi: float, steps: int = 4000) -> float:
+    """Simpson's rule."""
+    h = (hi - lo) / steps
+    return h / 3 * sum((1 if i in (0, steps) else 4 if i % 2 else 2) * f(lo + i * h)
+                       for i in range(steps + 1))
+
+
+def optimum_power(n: int, white_sd: float, gain: float, alpha: float) -> tuple[float, float]:
+    """Power of the best fixed-n tests of "no change" at level alpha, Gaussian white noise:
+    the mean of the d_i with the noise known (z-test: the Neyman-Pearson optimum, which no rule
+    on n pairs can beat), and with the noise estimated from the same pairs (one-sided t-test)."""
+    normal, df = statistics.NormalDist(), n - 1
+    shift = math.log1p(gain) / (white_sd * math.sqrt(2) / math.sqrt(n))  # mean / standard error
+    z_power = normal.cdf(shift - normal.inv_cdf(1 - alpha))
+    log_norm = (df / 2) * math.log(2) + math.lgamma(df / 2)
+
+    def over_chi2(g):  # E over V ~ chi2(df) of g(V)
+        def density(v):
+            return math.exp((df / 2 - 1) * math.log(v) - v / 2 - log_norm) if v > 0 else 0.0
+        return _integrate(lambda v: g(v) * density(v), 0.0, df + 60 * math.sqrt(2 * df))
+
+    lo, hi = 0.0, 20.0  # t quantile by bisection: P(Z / sqrt(V / df) > t) = alpha
+    for _ in range(50):
+        t = (lo + hi) / 2
+        tail = over_chi2(lambda v: 1 - normal.cdf(t * math.sqrt(v / df)))
+        lo, hi = (t, hi) if tail > alpha else (lo, t)
+    t_power = over_chi2(lambda v: normal.cdf(shift - lo * math.sqrt(v / df)))
+    return z_power, t_power
+
+
+def spending(gate: SequentialGate) -> str:
+    return ", ".join(f"{look}: {a:.3%}" for look, a in gate.spending.items())
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10000, help="simulated attempts per cell")
+    parser.add_argument("--aa-trials", type=int, default=None,
+                        help="attempts per A/A cell (default 4 x trials: a tighter bound)")
     parser.add_argument("--seed", type=int, default=20240611)
     parser.add_argument("--alpha", type=float, default=None, help="gate alpha (default: gate's)")
     args = parser.parse_args(argv)
-    n = args.trials
+    n, n_aa = args.trials, args.aa_trials or 4 * args.trials
 
     rules = [
         ("single run, keep if better", median_rule(1)),
         ("median of 5, keep if better", median_rule(5)),
         ("gate, max_repeats=10", gate_rule(10, args.alpha)),
         ("gate, max_repeats=15 (default)", gate_rule(15, args.alpha)),
+        ("gate, max_repeats=15, no futility", gate_rule(15, args.alpha, futility=False)),
     ]
     g15, g10 = SequentialGate(alpha=args.alpha), SequentialGate(max_repeats=10, alpha=args.alpha)
     started = time.perf_counter()
     print(f"## Gate accuracy — {datetime.date.today().isoformat()}\n")
-    print(f"{n} simulated attempts per cell, seed {args.seed}, metric direction max, "
-          f"min_effect {MIN_EFFECT:.0%}. Gate alpha {g15.alpha}: keep-alpha per look "
-          f"{{{shares(g15)}}} (max_repeats=10: {{{shares(g10)}}}); futility per interim look "
+    print(f"{n} simulated attempts per cell ({n_aa} per A/A cell), seed {args.seed}, metric "
+          f"direction max, min_effect {MIN_EFFECT:.0%}. Gate: keep = better than no change "
+          f"(significance, alpha {g15.alpha:.0%} over all looks) and the lower bound of the "
+          f"{g15.confidence:.0%} one-sided interval clears min_effect. Cumulative significance "
+          f"budget per look {{{spending(g15)}}} (max_repeats=10: {{{spending(g10)}}}); later "
+          f"looks calibrated exactly given the magnitudes. Futility per interim look "
           f"{g15.futility_beta:.2f} ({g10.futility_beta:.2f}).\n")
-    print("| scenario | rule | A/A false keep | (95% upper) | keep at +1% | +3% power "
-          "| pairs A/A | pairs +3% |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print(f"| scenario | rule | A/A false keep | (95% upper) | keep at +1% | +2% power | +3% power "
+          f"| +3% kept within {WITHIN} pairs | pairs A/A | pairs +3% |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for scenario in SCENARIOS:
         for label, rule in rules:
-            fk, pairs_null = simulate(rule, scenario, 1.0, n, args.seed)
-            edge, _ = simulate(rule, scenario, 1.0 + MIN_EFFECT, n, args.seed)
-            pw, pairs_gain = simulate(rule, scenario, 1.0 + GAIN, n, args.seed)
-            print(f"| {scenario.name} | {label} | {fk / n:.2%} | {upper95(fk, n):.2%} | "
-                  f"{edge / n:.1%} | {pw / n:.1%} | {pairs_null:.1f} | {pairs_gain:.1f} |",
-                  flush=True)
+            fk, _, pairs_null = simulate(rule, scenario, 1.0, n_aa, args.seed)
+            edge, _, _ = simulate(rule, scenario, 1.0 + MIN_EFFECT, n, args.seed)
+            small, _, _ = simulate(rule, scenario, 1.0 + SMALL_GAIN, n, args.seed)
+            pw, pw_early, pairs_gain = simulate(rule, scenario, 1.0 + GAIN, n, args.seed)
+            print(f"| {scenario.name} | {label} | {fk / n_aa:.2%} | {upper95(fk, n_aa):.2%} | "
+                  f"{edge / n:.1%} | {small / n:.1%} | {pw / n:.1%} | {pw_early / n:.1%} | "
+                  f"{pairs_null:.1f} | {pairs_gain:.1f} |", flush=True)
     print()
     for scenario in SCENARIOS:
         print(f"- {scenario.name}: {scenario.detail}.")
     print("- pairs = pairs per arm (each pair is one base run and one candidate run); all rules "
           "run interleaved pairs in randomized order on the same simulated worker.")
-    print(f"- keep at +1%: true effect exactly min_effect; the gate guarantees <= alpha "
-          f"({g15.alpha:.1%}) there.")
+    print(f"- A/A false keep: the gate guarantees <= alpha ({g15.alpha:.0%}) exactly, for any "
+          f"noise, drift or outliers (the order coin is all it assumes); it spends nearly all of "
+          f"it (10/1024 at 10 pairs), so where the {g15.confidence:.0%} size criterion rarely "
+          f"binds (noisy (b), outliers (d)) the true rate is just under 1% and the simulated 95% "
+          f"upper bound can sit slightly above 1%.")
+    print(f"- keep at +1%: true effect exactly min_effect, a practical threshold now, not an "
+          f"error: the gate keeps it at most ~{1 - g15.confidence:.0%} of the time.")
+    z_power, t_power = optimum_power(WITHIN, SCENARIOS[0].white_sd, GAIN, g15.alpha)
+    print(f"- Requirement \"power >= 90% for +3% at CV 2% within {WITHIN} pairs\": with purely "
+          f"white CV 2% noise (a) no valid rule can reach it with A/A false keeps <= "
+          f"{g15.alpha:.0%}. The Gaussian optimum at n={WITHIN} (mean of d, noise known, keep "
+          f"above {statistics.NormalDist().inv_cdf(1 - g15.alpha):.2f} standard errors) has "
+          f"power {z_power:.1%}; estimating the noise from the same {WITHIN} pairs (t-test) "
+          f"gives {t_power:.1%}, and the distribution-free signed-rank test, which must also "
+          f"hold under drift and outliers, gives the (a) max_repeats=10 row. With part of the "
+          f"noise slow (c), pairing removes it and the requirement is met.")
     print(f"\n({time.perf_counter() - started:.0f} s)")
 
 

@@ -27,19 +27,24 @@ Decision: two criteria, both required for a keep (and the checks must have passe
 (With a negative min_effect, criterion 1 tests "better than min_effect" instead of "> 0".)
 
 Sequential looks. Pairs come in looks at repeats, 2*repeats, ..., max_repeats pairs; decide() runs
-once per look. The significance budget is spent along an alpha-spending function,
-A(n) = alpha * min(1, n / SPEND_BY_PAIRS) (SPEND_BY_PAIRS = 10, or max_repeats if smaller): the
-whole budget is available by 10 pairs, where the product wants its power, so the default looks
-5, 10, 15 test at 10 pairs exactly as strongly as a fixed 10-pair test (5 pairs cannot claim 99%).
-Each look rejects "no change" when at most c Walsh averages are <= 0. The first look that can
-reject takes the largest c whose exact null probability is <= A(n). Every later look is
-calibrated exactly, conditionally on the observed magnitudes (which carry no information about the
-signs under no change): P(this look rejects and the previous rejecting look did not) is computed by
-a dynamic program over the sign coins, and c is the largest value keeping the running bound <= A(n)
-(spending only what the discreteness and the earlier looks left unspent, so more than Bonferroni
-would give). Summed over looks this bounds P(any look rejects) <= alpha. Ties and zero differences
-only make a rejection rarer (they are the limit of tiny jitter that can only add Walsh averages
-above 0), so the bound holds for discrete metrics too.
+once per look. The significance budget is spent along A(n) = alpha * sqrt(min(1, n / S)), with
+S = max(min(max_repeats, SPEND_BY_PAIRS), SPEND_BY_FRACTION * max_repeats) = max(min(N, 10), 2N/3).
+With the default looks 5, 10, 15 the whole budget is available at 10 pairs, so that look is exactly
+as strong as a fixed 10-pair test — the product wants its power within 10 pairs, and 5 pairs cannot
+claim 99% at all (2**-5 > 1%), so the first possible keep is at 10. A larger max_repeats moves S out
+so that its later looks still have budget; the square root lets a first look of 7-9 pairs keep.
+Each look rejects "no change" when at most c Walsh averages are <= 0 (its strict lower bound is
+then > 0). The first look that can reject takes the largest c with exact null probability
+<= A(n). Each later look is calibrated exactly, conditionally on the observed magnitudes |d_i|
+(under no change they say nothing about the signs): a dynamic program over the sign coins gives
+P(this look rejects and the previous rejecting look did not), and c is the largest value that keeps
+the running sum of those probabilities <= A(n). Because consecutive looks overlap, even the small
+remainder a discrete earlier look leaves (1% - 10/1024 at 10 pairs) buys a useful critical value
+at 15 pairs, where a Bonferroni split would give almost nothing. The running sum bounds
+P(any look rejects | magnitudes), hence P(keep | no change) <= alpha. Ties and zero differences
+only make a rejection rarer: a Walsh average of exactly 0 counts against it, where a tiny jitter
+(for which the bound is exact) would make it positive or negative. So the bound holds for discrete
+metrics too.
 
 Futility. At interim looks the gate discards when the optimistic upper bound at one-sided
 1 - FUTILITY_BETA / (interim looks) is below min_effect: that adds no keeps and, for true effects
@@ -64,7 +69,9 @@ DEFAULT_ALPHA = 0.01
 # Chosen with benchmarks/gate_accuracy.py: at 80% the practical criterion costs < 1 point of
 # power at +3% (CV 2%), while a true gain of exactly min_effect is kept at most ~20% of the time.
 PRACTICAL_CONFIDENCE = 0.80
-# The significance budget is fully available by this many pairs (or max_repeats if smaller).
+# The significance budget is fully available after max(min(max_repeats, SPEND_BY_PAIRS),
+# SPEND_BY_FRACTION * max_repeats) pairs: at 10 by default (max_repeats 15), where the product
+# wants power, while a larger max_repeats keeps real budget for its later looks (at 30: full by 20).
 SPEND_BY_PAIRS = 10
 SPEND_BY_FRACTION = 2 / 3
 # Power that futility stopping may cost at most, split over the interim looks.

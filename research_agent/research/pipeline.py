@@ -57,16 +57,19 @@ def read_sources(task, http: Http, queries: list[str], base_repo: Path) -> tuple
 
     from .local_source import LocalCompetitors, LocalNotes
 
-    # Local ids are relative to the target (or the task's folder), never absolute: they are stable
-    # across machines and match hand-written plans (local:notes/loop-order.md).
-    root = Path(task.repo_path()) if not task.repo_is_url() else base
-    notes = LocalNotes([base / folder for folder in settings.local], root)
-    items += notes.search(" ".join(queries), settings.notes * 4)
-    local_repos = [c for c in settings.competitors if _is_local(c, base)]
-    remote_repos = [c for c in settings.competitors if c not in local_repos]
-    competitors = LocalCompetitors([os.path.relpath(base / c, root) for c in local_repos], root)
-    items += competitors.search(" ".join(queries), len(local_repos))
-    skipped += notes.notices + competitors.notices
+    # Local ids are relative to the target when the material lives inside it, else to the folder's
+    # parent — never absolute: stable across machines and matching hand-written plans.
+    target = Path(task.repo_path()) if not task.repo_is_url() else None
+    notes = [LocalNotes([folder], _id_root(folder, target)) for folder in (base / f for f in settings.local)]
+    for source in notes:
+        items += source.search(" ".join(queries), settings.notes * 4)
+    local_repos = [base / c for c in settings.competitors if _is_local(c, base)]
+    remote_repos = [c for c in settings.competitors if not _is_local(c, base)]
+    competitors = [LocalCompetitors([os.path.relpath(repo, _id_root(repo, target))], _id_root(repo, target)) for repo in local_repos]
+    for source in competitors:
+        items += source.search(" ".join(queries), 1)
+    for source in (*notes, *competitors):
+        skipped += source.notices
 
     endpoints = settings.endpoints or {}
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -163,6 +166,13 @@ def safe_name(item_id: str) -> str:
 def _keywords(goal: str) -> list[str]:
     stop = {"the", "a", "an", "of", "to", "and", "for", "in", "on", "speed", "up", "make", "improve", "faster"}
     return [w for w in re.findall(r"[A-Za-z][A-Za-z0-9_]{2,}", goal.lower()) if w not in stop]
+
+
+def _id_root(path: Path, target: Path | None) -> Path:
+    resolved = path.resolve()
+    if target is not None and resolved.is_relative_to(target.resolve()):
+        return target
+    return resolved.parent
 
 
 def _is_local(entry: str, base: Path) -> bool:

@@ -305,16 +305,17 @@ def test_reported_interval_is_the_practical_one_and_its_lower_bound_clears():
     assert verdict.effect.ci[0] > 0.01
 
 
-def test_a_3_percent_gain_is_kept_within_ten_pairs_but_the_strict_bound_still_matters():
-    # Fixed data where the 80% bound clears min_effect at 10 pairs: the keep needs the 99% claim.
+def test_keep_needs_the_strict_claim_too():
+    # A +3% gain measured at 10 pairs; the keep needs the 99% claim as well as the 80% bound.
     d = [0.031, 0.012, 0.045, 0.027, 0.008, 0.036, 0.019, 0.041, 0.024, 0.030]
     base, cand = [1.0] * 10, [math.exp(x) for x in d]
     assert SequentialGate().decide(base, cand).action == "keep"
     d[4] = d[6] = -0.004  # two small losses: 3 Walsh averages <= 0, still better at 99.0%
     assert SequentialGate().decide(base, [math.exp(x) for x in d]).action == "keep"
-    d[1] = d[8] = -0.02   # four losses, two sizeable: the 80% bound may clear, 99% does not
+    d[1] = d[8] = -0.02   # four losses, two sizeable: 10 Walsh averages <= 0
     verdict = SequentialGate().decide(base, [math.exp(x) for x in d])
-    assert verdict.action == "more" and "not better than no change" in verdict.reason
+    assert verdict.effect.ci[0] > 0.01  # the 80% bound still clears min_effect, 99% fails
+    assert verdict.action == "more" and "not better than no change at 99.0%" in verdict.reason
 
 
 def test_significant_but_too_small_is_not_kept():

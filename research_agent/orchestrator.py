@@ -55,6 +55,7 @@ class Orchestrator:
         self.progress = Progress()
         self._plan_lock = threading.Lock()
         self._signal: int | None = None
+        self._said: set[str] = set()
 
     # --- entry point ---------------------------------------------------------------------
 
@@ -273,6 +274,7 @@ class Orchestrator:
         if hyp is not None:
             brief = write_brief(self.run, hyp, exp_dir)
             runtime = make_runtime(self.task.runtime.name, self.task.runtime.options, self.task.timeouts.runtime)
+            self._show_notices(getattr(runtime, "notices", []))
         else:  # a combination step re-applies a winner's recorded patch
             brief = write_brief(self.run, self.run.plan.hypothesis(row["hypothesis"]), exp_dir, diff=diff)
             runtime = PatchRuntime()
@@ -337,6 +339,15 @@ class Orchestrator:
         if row["kind"] == "combine":
             suffix += "-combined"
         return f"ra/{self.run.run_id}/{row['hypothesis']}{suffix}"
+
+    def _show_notices(self, notices: list[str]) -> None:
+        """Runtime warnings (version outside the tested range, unsafe mode...), each said once."""
+        with self._plan_lock:
+            fresh = [line for line in notices if line not in self._said]
+            self._said.update(fresh)
+        for line in fresh:
+            self.ledger.event("notice", line)
+            self.notify(f"note: {line}")
 
     def _set_plan_status(self, hid: str, status: str) -> None:
         with self._plan_lock:

@@ -34,6 +34,7 @@ class Turn:
     error_type: str = "api_error"
     message: str = ""
     hang: float = 0.0  # seconds to wait before answering (the test's timeout should fire first)
+    stall: float = 0.0  # seconds to pause mid-stream, after the content blocks, before message_delta
     input_tokens: int = 2000
     output_tokens: int = 300
 
@@ -127,7 +128,8 @@ class AnthropicServer:
             return results, self.script(body, results)
         return results, self.script[min(results, len(self.script) - 1)]
 
-    def stream(self, turn: Turn, model: str) -> bytes:
+    def stream(self, turn: Turn, model: str) -> list[bytes]:
+        """The SSE body in two parts: up to the last content_block_stop, then message_delta/stop."""
         number = next(self._ids)
         events = [("message_start", {"type": "message_start", "message": {
             "id": f"msg_local_{number:04d}", "type": "message", "role": "assistant", "model": model, "content": [],
@@ -153,14 +155,15 @@ class AnthropicServer:
                 ("content_block_delta", {"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": arguments[half:]}}),
                 ("content_block_stop", {"type": "content_block_stop", "index": index}),
             ]
-        events += [
+        head = _sse(events)
+        events = [
             ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use" if turn.tool else "end_turn", "stop_sequence": None},
                                "usage": {"output_tokens": turn.output_tokens}}),
             ("message_stop", {"type": "message_stop"}),
         ]
-        return "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events).encode()
+        return [head, _sse(events)]
 
-    def answer(self, method: str, raw_path: str, headers, body: bytes) -> tuple[int, dict, bytes, float]:
+    def answer(self, method: str, raw_path: str, headers, body: bytes) -> tuple[int, dict, bytes | list[bytes], float, float]:
         path = urlsplit(raw_path).path
         entry = {"method": method, "path": raw_path, "kind": "other", "time": time.time()}
         with self._lock:
@@ -170,6 +173,7 @@ class AnthropicServer:
                 self.unknown.append(f"{method} {raw_path}")
             return _json(404, {"type": "error", "error": {"type": "not_found_error", "message": f"Not Found: {path}"}})
         if self.check_key and headers.get("x-api-key") != self.api_key:
+            entry["kind"] = "bad key"
             return _json(401, {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}})
         try:
             request = json.loads(body or b"{}")
@@ -192,7 +196,7 @@ class AnthropicServer:
             return _json(turn.status, {"type": "error", "error": {"type": turn.error_type, "message": turn.message}})
         if not request.get("stream"):
             return _json(200, _as_message(turn, model, next(self._ids)))
-        return 200, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}, self.stream(turn, model), turn.hang
+        return 200, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}, self.stream(turn, model), turn.hang, turn.stall
 
     def _handler(self):
         server = self
@@ -203,16 +207,21 @@ class AnthropicServer:
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                status, headers, payload, delay = server.answer(self.command, self.path, self.headers, body)
+                status, headers, payload, delay, stall = server.answer(self.command, self.path, self.headers, body)
                 if delay and server._closing.wait(delay):
                     return  # shutting down mid-hang: drop the connection
+                parts = payload if isinstance(payload, list) else [payload]
                 self.send_response(status)
                 for key, value in {**headers, "request-id": f"req_local_{time.monotonic_ns()}"}.items():
                     self.send_header(key, value)
-                self.send_header("Content-Length", str(len(payload)))
+                self.send_header("Content-Length", str(sum(len(part) for part in parts)))
                 self.end_headers()
                 try:
-                    self.wfile.write(payload)
+                    for number, part in enumerate(parts):
+                        if number and stall and server._closing.wait(stall):
+                            return
+                        self.wfile.write(part)
+                        self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
@@ -224,8 +233,12 @@ class AnthropicServer:
         return Handler
 
 
-def _json(status: int, data: dict) -> tuple[int, dict, bytes, float]:
-    return status, {"Content-Type": "application/json"}, json.dumps(data).encode(), 0.0
+def _json(status: int, data: dict) -> tuple[int, dict, bytes, float, float]:
+    return status, {"Content-Type": "application/json"}, json.dumps(data).encode(), 0.0, 0.0
+
+
+def _sse(events: list[tuple[str, dict]]) -> bytes:
+    return "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events).encode()
 
 
 def _as_message(turn: Turn, model: str, number: int) -> dict:

@@ -232,7 +232,12 @@ class ResponsesServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_PUT = do_PATCH = do_DELETE = do_POST
+            def _other(self) -> None:
+                request = self._read()
+                server.unknown.append((request.method, request.path))
+                self._json(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+
+            do_PUT = do_PATCH = do_DELETE = do_HEAD = _other
 
             def log_message(self, *args) -> None:  # quiet
                 pass

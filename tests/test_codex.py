@@ -133,6 +133,17 @@ def test_scripted_edit_lands_and_usage_is_parsed(codex_bin, isolated, tmp_path):
             assert KEY.encode() not in path.read_bytes(), path
 
 
+def test_unknown_model_price_is_an_estimate_with_a_notice(codex_bin, isolated, tmp_path):
+    wt, b = worktree(tmp_path), brief(tmp_path)
+    with ResponsesServer([Message("nothing to do")]) as server:
+        rt = runtime(codex_bin, server, prices=None)  # no price for gpt-5.5 in the table
+        result = rt.apply(wt, b)
+    assert result.ok, result.reason
+    assert result.details["cost_known"] is False and result.details["model"] == MODEL
+    assert result.cost_usd == pytest.approx(UNKNOWN_PRICE.cost(Usage(1200, 200, 80)))
+    assert any(f"no price known for model '{MODEL}'" in notice for notice in rt.notices)
+
+
 def test_timeout_kills_the_cli_and_its_children(codex_bin, isolated, tmp_path):
     wt, b = worktree(tmp_path), brief(tmp_path)
     # Turn 1 leaves a long command running (Codex yields after 300 ms); turn 2 never gets an answer.
@@ -244,12 +255,15 @@ def test_fence_sees_absolute_relative_and_escaping_writes(tmp_path):
     assert fence.command("echo 150 > value.txt 2>/dev/null") is None
     assert fence.command(f"echo x > {wt}/a.txt; cp a b") is None
     assert fence.command(f"echo x > {tmp_path}/scratch/t.txt") is None
-    assert fence.command("echo x > ../escape.txt") == "../escape.txt"
+    assert fence.command('echo "$TMPDIR" > "$TMPDIR/t.txt"; ldd x | grep "=> /lib" 2>&1') is None  # quotes respected
+    assert fence.command("echo x > ../escape.txt") == f"{tmp_path}/escape.txt"
     assert fence.command("echo x > sub/../ok.txt") is None
     assert fence.command(f"cp value.txt {tmp_path}/copy.txt") == f"{tmp_path}/copy.txt"
-    assert fence.command("echo x >> ~/.bashrc") == "~/.bashrc"
+    assert fence.command("echo x >> ~/.bashrc") == os.path.expanduser("~/.bashrc")
     assert fence.command("tee -a /etc/motd < x") == "/etc/motd"
-    assert fence.command("echo x > y", cwd="/elsewhere") == "/elsewhere"
+    assert fence.command("sed -i s/a/b/ /etc/hosts") == "/etc/hosts"
+    assert fence.command("cd /srv && echo x > y") == "/srv/y"
+    assert fence.command("echo x > y", cwd="/elsewhere") == "/elsewhere/y"
     assert fence.paths(["value.txt", str(wt / "b.txt")]) is None and fence.paths(["/root/x"]) == "/root/x"
     assert patch_paths("*** Begin Patch\n*** Add File: /tmp/a\n+x\n*** Update File: b.txt\n*** Move to: /c\n*** End Patch\n") == ["/tmp/a", "b.txt", "/c"]
 

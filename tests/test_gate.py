@@ -210,7 +210,8 @@ def test_significance_budget_is_all_available_at_ten_pairs_by_default():
     assert [(n, c) for n, c, _ in looks[:2]] == [(5, -1), (10, 5)]
     assert looks[1][2] == 10 / 1024
     # A larger max_repeats keeps budget for its later looks; a first look of 7 pairs can keep.
-    assert SequentialGate(max_repeats=30).spending[10] < 0.01 == SequentialGate(max_repeats=30).spending[20]
+    wide = SequentialGate(max_repeats=30).spending
+    assert wide[10] < wide[20] == 0.01
     assert SequentialGate(repeats=7, max_repeats=14).spending[7] >= 2 ** -7
 
 
@@ -230,8 +231,11 @@ def test_joint_null_matches_brute_force_with_ties_and_zeros():
     z = [0.3, -0.1, 0.0, 0.2, -0.3, 0.1, 0.5, -0.2, 0.1]  # ties and a zero
     n_prev, c_prev, c_max = 6, 2, 12
     joint = _joint_null(z, n_prev, c_prev, c_max)
-    ranks = lambda v: [sorted(range(len(v)), key=lambda i: (abs(v[i]), i)).index(i) + 1  # noqa: E731
-                       for i in range(len(v))]
+
+    def ranks(v):  # ties broken by position, as the gate does
+        order = sorted(range(len(v)), key=lambda i: (abs(v[i]), i))
+        return [order.index(i) + 1 for i in range(len(v))]
+
     r_prev, r_now = ranks(z[:n_prev]), ranks(z)
     counts = [0] * (c_max + 1)
     for negative in itertools.product([0, 1], repeat=len(z)):
@@ -325,7 +329,8 @@ def test_significant_but_too_small_is_not_kept():
     assert gate.significance(base, cand)[0] > 0
     verdict = gate.decide(base, cand)
     assert verdict.action == "discard"
-    assert "does not clear min_effect" in verdict.reason and "better than no change" in verdict.reason
+    assert "does not clear min_effect" in verdict.reason
+    assert "; better than no change" in verdict.reason
 
 
 def test_negative_min_effect_asks_for_better_than_it():
@@ -387,7 +392,8 @@ def test_sequential_false_keep_rate_under_drift_respects_alpha():
             for order in pair_orders(batch, rng):
                 for arm in order:
                     level += rng.gauss(0, 0.01)
-                    (base if arm == "base" else cand).append(100 * math.exp(level + rng.gauss(0, 0.05)))
+                    value = 100 * math.exp(level + rng.gauss(0, 0.05))
+                    (base if arm == "base" else cand).append(value)
             verdict = gate.decide(base, cand)
             if verdict.action != "more":
                 break

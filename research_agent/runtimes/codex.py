@@ -23,6 +23,10 @@ The provider key comes from the environment only (never written anywhere by this
 CODEX_HOME is a per-experiment folder under the experiment directory unless the user set
 CODEX_HOME; the agent's TMPDIR is a per-experiment scratch folder, and `/tmp` is left out of the
 sandbox's writable roots, so every write outside the worktree is either blocked or flagged.
+The workspace-write sandbox is Codex's own (bubblewrap + seccomp on Linux, shipped with the CLI;
+it needs user namespaces). Where it cannot start, Codex's commands fail inside the agent run: run
+research-agent inside an outer sandbox (container/VM) and opt in with `unsafe: true` — never
+switched on silently.
 
 Costs: `turn.completed` carries the usage of the turn, but `codex exec` runs a single turn, so that
 event only arrives at the end. To enforce the cap while the agent works, the session file Codex
@@ -39,7 +43,6 @@ import os
 import re
 import shlex
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,7 +53,7 @@ from .base import Brief, RuntimeResult
 
 NAME = "codex"
 INSTALL = "npm install -g @openai/codex"
-TESTED = ("0.160.0", "0.171.0")
+TESTED = ("0.169.0", "0.171.0")  # 0.171.0 driven in the tests; 0.169.0 recorded in tests/fixtures/codex
 DEFAULT_MAX_USD = 2.0
 DEFAULT_PROVIDER = "research-agent"
 DEFAULT_ENV_KEY = "OPENAI_API_KEY"
@@ -208,9 +211,10 @@ def parse_transcript(lines) -> Transcript:
 
 _SHELLS = {"bash", "sh", "zsh", "dash", "ksh"}
 _DEVICES = re.compile(r"^/dev/(null|zero|stdout|stderr|stdin|tty|fd/\d+)$")
-_WRITES = re.compile(r">|\b(cp|mv|tee|touch|rm|rmdir|mkdir|ln|install|truncate|dd|chmod|chown)\b|\bsed\s+(-\w*\s+)*-i")
-_REDIRECT = re.compile(r"(?:\d|&)?>>?\|?\s*[\"']?([^\s;&|<>()\"']+)")
 _PATCH_PATHS = re.compile(r"^\*\*\* (?:Add File|Update File|Delete File|Move to): (.+?)\s*$", re.MULTILINE)
+_WRAPPERS = {"sudo", "env", "command", "nohup", "time", "nice", "timeout", "exec"}
+_ALL_ARGS = {"tee", "touch", "rm", "rmdir", "mkdir", "truncate", "chmod", "chown", "mv", "shred", "unlink"}
+_LAST_ARG = {"cp", "ln", "install", "rsync"}
 
 
 def unwrap_shell(command) -> str:
@@ -227,6 +231,75 @@ def unwrap_shell(command) -> str:
     return " ".join(shlex.quote(word) for word in words) if isinstance(command, list) else str(command or "")
 
 
+def write_targets(script: str) -> list[str]:
+    """Paths a shell script writes to, as far as a static look can tell (not a sandbox: the sandbox is).
+
+    Tokenized like a shell, so quoted text (`grep "=> /lib"`) is not mistaken for a redirection.
+    Covers redirections (`>`, `>>`, `&>`, `>|`), `tee`, `touch`/`rm`/`mkdir`/`mv`/… arguments, the
+    destination of `cp`/`ln`/`install`/`rsync`, `dd of=` and `sed -i`. Relative paths are kept
+    (`../x` escapes the worktree); after `cd DIR` they are joined to DIR.
+    """
+    lexer = shlex.shlex(script, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    try:
+        tokens = list(lexer)
+    except ValueError:  # unbalanced quotes: fall back to the shared, regex-based look
+        return shell_write_targets(script)
+    targets: list[str] = []
+    segment: list[str] = []
+    cwd: str | None = None
+    index = 0
+
+    def flush() -> None:
+        nonlocal cwd
+        words = list(segment)
+        segment.clear()
+        while words and (words[0] in _WRAPPERS or re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", words[0])):
+            words = words[1:]
+        if not words:
+            return
+        name, args = os.path.basename(words[0]), [word for word in words[1:] if not word.startswith("-")]
+        found: list[str] = []
+        if name == "cd":
+            cwd = os.path.join(cwd or "", args[0]) if args else None
+        elif name in _LAST_ARG and len(args) >= 2:
+            found = [args[-1]]
+        elif name in _ALL_ARGS:
+            found = args
+        elif name == "dd":
+            found = [word[3:] for word in words[1:] if word.startswith("of=")]
+        elif name in ("sed", "perl") and any(word.startswith("-i") or word == "--in-place" for word in words[1:]):
+            found = args[1:]
+        targets.extend(_join(cwd, target) for target in found)
+
+    while index < len(tokens):
+        token = tokens[index]
+        if token and all(char in "();<>|&" for char in token):
+            if ">" in token:  # a redirection: the next word is the target, unless it duplicates a descriptor
+                target = tokens[index + 1] if index + 1 < len(tokens) else ""
+                index += 2
+                if target and not re.fullmatch(r"\d+|-", target) and not all(char in "();<>|&" for char in target):
+                    targets.append(_join(cwd, target))
+                if segment and re.fullmatch(r"\d+", segment[-1]):
+                    segment.pop()  # the `2` of `2>`
+                continue
+            if "<" not in token:
+                flush()
+            else:
+                index += 1  # `< file` / `<< EOF`: the next word is read, not written
+        else:
+            segment.append(token)
+        index += 1
+    flush()
+    return list(dict.fromkeys(target for target in targets if target))
+
+
+def _join(cwd: str | None, path: str) -> str:
+    if cwd is None or path.startswith(("/", "~", "$")):
+        return path
+    return os.path.join(cwd, path)
+
+
 def patch_paths(patch: str) -> list[str]:
     """The files an `apply_patch` body adds, updates, deletes or moves to."""
     return [match.group(1) for match in _PATCH_PATHS.finditer(patch or "")]
@@ -238,31 +311,36 @@ class Fence:
     def __init__(self, workdir: Path, allowed: list[Path]):
         self.workdir = Path(workdir)
         self.allowed = [Path(os.path.realpath(path)) for path in allowed]
+        self.variables = {"HOME": os.path.expanduser("~"), "TMPDIR": str(allowed[0]) if allowed else "/tmp"}
+
+    def absolute(self, path: str, cwd: str | None = None) -> str:
+        """`path` made absolute: `~`, $HOME and $TMPDIR expanded, relative ones joined to `cwd` or the worktree."""
+        candidate = os.path.expanduser(self._expand(path))
+        if not os.path.isabs(candidate):
+            base = os.path.expanduser(cwd) if cwd else str(self.workdir)
+            candidate = os.path.join(str(self.workdir), base, candidate)
+        return os.path.normpath(candidate)
 
     def outside(self, path: str, cwd: str | None = None) -> bool:
         if not path or _DEVICES.match(path):
             return False
-        base = cwd if cwd and os.path.isabs(os.path.expanduser(cwd)) else str(self.workdir)
-        candidate = os.path.expanduser(path)
-        if not os.path.isabs(candidate):
-            candidate = os.path.join(base, candidate)
-        resolved = Path(os.path.realpath(candidate))
+        resolved = Path(os.path.realpath(self.absolute(path, cwd)))
         if any(resolved == root or root in resolved.parents for root in self.allowed):
             return False
         return outside_worktree(str(resolved), self.workdir)
 
+    def _expand(self, path: str) -> str:
+        for name, value in self.variables.items():
+            path = re.sub(r"^\$(?:\{%s\}|%s\b)" % (name, name), lambda _m, v=value: v, path)
+        return path
+
     def command(self, script: str, cwd: str | None = None) -> str | None:
         """The first path outside the worktree a shell script writes to (a static look), else None."""
-        relative = [m.group(1) for m in _REDIRECT.finditer(script) if ".." in m.group(1)]  # `> ../x` escapes too
-        for target in shell_write_targets(script) + relative:
-            if self.outside(target, cwd):
-                return target
-        if cwd and self.outside(cwd) and _WRITES.search(script):
-            return cwd  # relative writes from a working directory outside the worktree
-        return None
+        return self.paths(write_targets(script), cwd)
 
     def paths(self, paths: list[str], cwd: str | None = None) -> str | None:
-        return next((path for path in paths if self.outside(path, cwd)), None)
+        """The first of `paths` outside the worktree (absolute, as it was meant), else None."""
+        return next((self.absolute(path, cwd) for path in paths if self.outside(path, cwd)), None)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ message_delta with stop_reason and usage, message_stop), exactly the events the 
 next turn is chosen from the request's own message history — the number of tool_result blocks the
 CLI sends back — so a retried request gets the same answer. Requests without `tools` (side calls
 the CLI may make, e.g. a title or a quota probe) get a short text answer and do not advance the
-script. Everything else is logged in `unknown` and answered with a JSON 404, like the real API.
+script. HEAD /api/hello (the CLI's connectivity preflight, sent unless non-essential traffic is
+disabled) gets a 200. Everything else is logged in `unknown` and answered with a JSON 404.
 
     with AnthropicServer([read("value.txt"), edit("value.txt", "100", "150"), text("done")]) as server:
         env = {"ANTHROPIC_BASE_URL": server.url, "ANTHROPIC_API_KEY": server.api_key}
@@ -92,7 +93,7 @@ class AnthropicServer:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._closing = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd = _QuietServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
@@ -168,6 +169,9 @@ class AnthropicServer:
         entry = {"method": method, "path": raw_path, "kind": "other", "time": time.time()}
         with self._lock:
             self.log.append(entry)
+        if path == "/api/hello":  # the CLI's connectivity preflight (skipped with CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1)
+            entry["kind"] = "preflight"
+            return _json(200, {"message": "hello"})
         if method != "POST" or path not in ("/v1/messages", "/v1/messages/count_tokens"):
             with self._lock:
                 self.unknown.append(f"{method} {raw_path}")
@@ -217,7 +221,7 @@ class AnthropicServer:
                 self.send_header("Content-Length", str(sum(len(part) for part in parts)))
                 self.end_headers()
                 try:
-                    for number, part in enumerate(parts):
+                    for number, part in enumerate(parts if self.command != "HEAD" else []):
                         if number and stall and server._closing.wait(stall):
                             return
                         self.wfile.write(part)
@@ -231,6 +235,11 @@ class AnthropicServer:
                 pass
 
         return Handler
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:  # a killed CLI drops its connections: not an error here
+        pass
 
 
 def _json(status: int, data: dict) -> tuple[int, dict, bytes, float, float]:

@@ -379,7 +379,7 @@ class ClaudeCodeRuntime:
         scratch.mkdir(exist_ok=True)
         state = StreamState(workdir=workdir, allowed_outside=(scratch,), prices=self.prices)
         head = _git_head(workdir)
-        stop: dict[str, str | None] = {"kind": None}
+        stop: dict[str, str | None] = {"kind": None, "reason": None}
         received: list[str] = []
 
         with open(transcript, "w", encoding="utf-8") as out:
@@ -390,20 +390,21 @@ class ClaudeCodeRuntime:
                 out.flush()
                 state.feed(line)
                 if state.outside:
-                    stop["kind"] = "outside"
-                    return f"edited outside the worktree: {state.outside[0]}"
-                if state.auth_status is not None and state.result is None:
-                    stop["kind"] = "auth"
-                    return _auth_reason(state)
-                if state.result is None and state.estimated_usd > self.max_usd:
-                    stop["kind"] = "usd"
-                    return _usd_reason(self.max_usd, state.estimated_usd)
-                return None
+                    stop.update(kind="outside", reason=f"edited outside the worktree: {state.outside[0]}")
+                elif state.auth_status is not None and state.result is None:
+                    stop.update(kind="auth", reason=_auth_reason(state))
+                elif state.result is None and state.estimated_usd > self.max_usd:
+                    stop.update(kind="usd", reason=_usd_reason(self.max_usd, state.estimated_usd))
+                return stop["reason"]
 
             result = proc.stream(self.command(workdir), cwd=workdir, on_line=on_line, timeout=self.timeout,
                                  env=self.environment(scratch), stdin_text=brief.text, replace_env=True)
 
-        stderr = _stderr_of(result.output, received)
+        stderr = _stderr_of(result.output, received, stop["reason"])
+        try:
+            scratch.rmdir()  # only when the agent left nothing there
+        except OSError:
+            pass
         if stderr.strip():
             (exp_dir / "claude.stderr.log").write_text(stderr, encoding="utf-8")
         undone = _undo_agent_commits(workdir, head)
@@ -548,8 +549,10 @@ def _last_line(text: str) -> str:
     return _one_line(lines[-1]) if lines else ""
 
 
-def _stderr_of(output: str, received: list[str]) -> str:
+def _stderr_of(output: str, received: list[str], stop_reason: str | None) -> str:
     """proc.stream's output is stdout, then stderr, then the stop reason: keep the stderr part."""
+    if stop_reason and output.endswith(f"\n{stop_reason}\n"):
+        output = output[: -len(stop_reason) - 2]
     stdout = "".join(line + "\n" for line in received)
     for known in (stdout, stdout[:-1]):
         if output.startswith(known):

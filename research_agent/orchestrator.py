@@ -72,6 +72,7 @@ class Orchestrator:
                 self.ledger.event("resume", f"restarting unfinished experiment(s): {', '.join(restarted)}")
             self.ledger.update_run(status="running")
             self.new_gate()  # refuse impossible gate settings before spending any time
+            self._check_runtime()  # a missing agent CLI is one clear error, not N failed experiments
             self.baseline()
             if self.run.plan is None:
                 self.research()
@@ -339,6 +340,10 @@ class Orchestrator:
         if row["kind"] == "combine":
             suffix += "-combined"
         return f"ra/{self.run.run_id}/{row['hypothesis']}{suffix}"
+
+    def _check_runtime(self) -> None:
+        runtime = make_runtime(self.task.runtime.name, self.task.runtime.options, self.task.timeouts.runtime)
+        self._show_notices(getattr(runtime, "notices", []))
 
     def _show_notices(self, notices: list[str]) -> None:
         """Runtime warnings (version outside the tested range, unsafe mode...), each said once."""

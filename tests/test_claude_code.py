@@ -175,6 +175,28 @@ def test_a_401_fails_cleanly_and_quickly(tmp_path, claude, monkeypatch):
     assert (wt / "value.txt").read_text() == "100\n"
 
 
+def test_no_key_in_the_environment_is_an_auth_failure(tmp_path, claude, monkeypatch):
+    wt, brief = worktree(tmp_path)
+    with serve(EDIT_SCRIPT, monkeypatch) as server:
+        monkeypatch.delenv("ANTHROPIC_API_KEY")
+        outcome = ClaudeCodeRuntime({"binary": str(claude["binary"])}, timeout=60).apply(wt, brief)
+    assert not outcome.ok and outcome.reason.startswith("authentication failed: ANTHROPIC_API_KEY is not set ("), outcome.reason
+    assert server.main_requests == 0
+
+
+def test_allowed_tools_from_the_task_spec_limit_what_the_agent_may_run(tmp_path, claude, monkeypatch):
+    wt, brief = worktree(tmp_path)
+    script = [bash("cat value.txt"), bash("python3 -c 'print(1)'"), edit("value.txt", "100", "150"), text("done")]
+    with serve(script, monkeypatch) as server:
+        options = {"binary": str(claude["binary"]), "allowed_tools": ["Read", "Edit", "Bash(cat *)"]}
+        outcome = ClaudeCodeRuntime(options, timeout=60).apply(wt, brief)
+    assert outcome.ok, outcome.reason
+    assert outcome.details["permission_denials"] == 1  # python3 was not allowed; cat was
+    assert {tool["name"] for tool in server.bodies[0]["tools"]} >= {"Read", "Edit", "Bash"}
+    assert not {tool["name"] for tool in server.bodies[0]["tools"]} & {"Write", "Glob", "Grep"}
+    assert (wt / "value.txt").read_text() == "150\n"  # Edit is allowed
+
+
 def test_max_turns_has_its_own_reason(tmp_path, claude, monkeypatch):
     wt, brief = worktree(tmp_path)
     with serve([bash("echo working")], monkeypatch) as server:  # never finishes on its own

@@ -342,8 +342,7 @@ class ClaudeCodeRuntime:
             raise UserError("claude-code option extra_args must be a list of arguments")
         self.extra_args = [str(arg) for arg in extra]
         if self.model and not price_for(self.model, self.prices)[1]:
-            self.notices.append(f"note: no price known for model '{self.model}': the running cost estimate uses "
-                                f"${DEFAULT_PRICE.input:g}/${DEFAULT_PRICE.output:g} per 1M tokens (set runtime: {{prices: ...}})")
+            self.notices.append(_price_note(self.model))
 
     def command(self, workdir: Path) -> list[str]:
         """The argv (the brief itself goes to stdin)."""
@@ -430,6 +429,7 @@ class ClaudeCodeRuntime:
             details["agent_commits_undone"] = undone
         if state.unknown_models:
             details["unpriced_models"] = sorted(state.unknown_models)
+            self.notices += [note for note in map(_price_note, sorted(state.unknown_models)) if note not in self.notices]
         common = dict(transcript=transcript, tokens=state.total_tokens, cost_usd=state.cost_usd, turns=state.turns)
 
         def fail(reason: str, **more) -> RuntimeResult:
@@ -463,9 +463,13 @@ class ClaudeCodeRuntime:
             return fail(_auth_reason(state))
         if final.get("is_error") or subtype != "success":
             status = final.get("api_error_status")
-            said = final.get("result") or "; ".join(str(e) for e in final.get("errors") or []) or ""
-            what = f"agent API error ({status})" if status else f"agent failed ({subtype})"
-            return fail(what + (f": {_one_line(said)}" if said else ""))
+            said = _one_line(final.get("result") or "; ".join(str(e) for e in final.get("errors") or []))
+            if status:
+                return fail(f"agent API error ({status})" + (f": {said}" if said else ""))
+            if not os.environ.get("ANTHROPIC_API_KEY") and not final.get("total_cost_usd"):
+                return fail("authentication failed: ANTHROPIC_API_KEY is not set" + (f" ({said})" if said else ""))
+            what = final.get("terminal_reason") if subtype == "success" else subtype
+            return fail(f"agent failed ({what})" + (f": {said}" if said else ""))
         return RuntimeResult(True, None, details=details, **common)
 
 
@@ -520,6 +524,11 @@ def doctor_info(options: dict | None = None) -> dict:
 # ---------------------------------------------------------------------------
 # Small helpers
 # ---------------------------------------------------------------------------
+
+
+def _price_note(model: str) -> str:
+    return (f"note: no price known for model '{model}': the running cost estimate uses "
+            f"${DEFAULT_PRICE.input:g}/${DEFAULT_PRICE.output:g} per 1M tokens (set runtime: {{prices: ...}})")
 
 
 def _usd(value: float) -> str:

@@ -407,3 +407,49 @@ def test_the_npm_placeholder_leads_to_the_native_binary(claude):
     runtime = ClaudeCodeRuntime({"binary": str(claude["binary"])})
     assert runtime.binary.name == "claude" and "claude-code-" in runtime.binary.parent.name
     assert shutil.which(str(runtime.binary))
+
+
+NAIVE_LOOP = """        for (int j = 0; j < n; j++) {
+            double sum = 0.0;
+            for (int k = 0; k < n; k++)
+                sum += A[i * n + k] * B[k * n + j];
+            C[i * n + j] = sum;
+        }"""
+INTERCHANGED_LOOP = """        for (int j = 0; j < n; j++)
+            C[i * n + j] = 0.0;
+        for (int k = 0; k < n; k++) {
+            const double a = A[i * n + k];
+            for (int j = 0; j < n; j++)
+                C[i * n + j] += a * B[k * n + j];
+        }"""
+
+
+def test_demo_round_with_claude_code_gates_the_agents_edit_like_any_candidate(tmp_path, claude, monkeypatch):
+    """`research-agent optimize tasks/demo/task.yaml --runtime claude-code` against the scripted server:
+    the agent reads kernel.c, interchanges the loops, runs the check; the edit is built, checked,
+    benchmarked and kept by the gate."""
+    from .conftest import DEMO, ROOT
+
+    assert NAIVE_LOOP in (DEMO / "kernel.c").read_text()
+    plan = tmp_path / "plan.md"
+    plan.write_text("---\nobjective: Speed up the matrix multiply kernel\nmetric: gflops\ndirection: max\nstatus: approved\n---\n"
+                    "# Plan\n\n## Hypotheses\n\n### H1: Loop interchange for unit-stride access\n- files: kernel.c\n"
+                    "- sources: local:notes/loop-order.md\n- status: pending\n\nWalk B along rows, not columns.\n\n"
+                    "## Sources\n- local:notes/loop-order.md — Loop order and cache locality\n")
+    script = [read("kernel.c"), edit("kernel.c", NAIVE_LOOP, INTERCHANGED_LOOP), bash("make check"),
+              text("Interchanged the loops; make check passes.")]
+    with serve(script, monkeypatch) as server:
+        env = {**os.environ, "PATH": f"{claude['binary'].parent}{os.pathsep}{os.environ['PATH']}"}
+        result = subprocess.run([sys.executable, "-m", "research_agent.cli", "optimize", "tasks/demo/task.yaml",
+                                 "--plan", str(plan), "--runtime", "claude-code", "--run-dir", str(tmp_path / "run")],
+                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        status = json.loads(subprocess.run([sys.executable, "-m", "research_agent.cli", "status", str(tmp_path / "run"), "--json"],
+                                           cwd=ROOT, env=env, capture_output=True, text=True).stdout)
+    (experiment,) = status["experiments"]
+    assert experiment["decision"] == "kept", experiment
+    assert experiment["effect"]["ci"][0] > 0.5  # loop interchange: a large gain, measured like any candidate
+    assert experiment["cost_usd"] > 0  # the CLI's own reported cost reached the ledger
+    patch = (tmp_path / "run" / "experiments" / "r1-H1" / "patch.diff").read_text()
+    assert "const double a = A[i * n + k];" in patch
+    assert NAIVE_LOOP in (DEMO / "kernel.c").read_text()  # the demo folder itself is untouched

@@ -75,11 +75,11 @@ def resume_run(run_dir: Path, task_file: Path | None) -> None:
 
 
 def _execute(run) -> None:
-    from .backends.local import LocalBackend
+    from .backends import make_backend
     from .orchestrator import Interrupted, Orchestrator
     from .view import live
 
-    backend = LocalBackend(run.path, run.repo_dir, run.ledger)
+    backend = make_backend(run)
     orchestrator = Orchestrator(run, backend)
     try:
         with live(orchestrator, err):

@@ -68,6 +68,46 @@ class JobResult:
     runtime: RuntimeResult | None = None
 
 
+@dataclass
+class BaselineJob:
+    commands: Commands
+    repeats: int
+    log: Path
+    on_sample: Callable[[int, float, float], None] | None = None  # (index, value, seconds)
+    profile: str | None = None  # the task's profile command, run after the benchmark
+    profile_timeout: float = 900
+
+
+@dataclass
+class BaselineResult:
+    values: list[float] = field(default_factory=list)
+    failure: str | None = None  # one line: what failed, e.g. "build failed (exit 2): ..."
+    profile: str | None = None
+
+
+def measure_baseline(workdir: Path, job: BaselineJob) -> BaselineResult:
+    """Clean build, check, `repeats` benchmark runs and the optional profile, in one checkout."""
+    commands, log = job.commands, job.log
+    failure = clean_build(workdir, commands, log)
+    if failure:
+        return BaselineResult(failure=f"{failure} — nothing to compare against")
+    if commands.check:
+        result = proc.run(commands.check, cwd=workdir, timeout=commands.check_timeout, log_path=log)
+        if not result.ok:
+            return BaselineResult(failure=describe_failure("check", result, commands.check_timeout))
+    outcome = BaselineResult()
+    for index in range(job.repeats):
+        value, seconds, failure = run_bench(workdir, commands, log)
+        if failure:
+            return BaselineResult(outcome.values, failure)
+        outcome.values.append(value)
+        if job.on_sample:
+            job.on_sample(index, value, seconds)
+    if job.profile:
+        outcome.profile = proc.run(job.profile, cwd=workdir, timeout=job.profile_timeout, log_path=log).output
+    return outcome
+
+
 def execute(job: Job, runtime: Runtime, base_dir: Path, cand_dir: Path, message: str) -> JobResult:
     phase = job.on_phase or (lambda _name: None)
     log = job.exp_dir / "experiment.log"

@@ -19,7 +19,7 @@ from typing import Callable
 from . import experiment, proc
 from .brief import write_brief
 from .errors import BaselineError, TaskError
-from .experiment import Commands, Job, JobResult
+from .experiment import BaselineJob, Commands, Job, JobResult
 from .gate import SequentialGate, summarize
 from .plan import Hypothesis
 from .rundir import RunDir
@@ -104,38 +104,23 @@ class Orchestrator:
         run = self.ledger.run()
         if run["baseline_median"] is not None:
             return
-        self.progress.message = "baseline: building"
+        self.progress.message = "baseline"
         self.notify("baseline: clean build, check, then the benchmark")
-        workdir = self.backend.checkout("baseline", run["best_commit"], BASELINE)
         log = self.run.exp_dir(BASELINE) / "baseline.log"
-        commands = self.commands()
-        try:
-            failure = experiment.clean_build(workdir, commands, log)
-            self._check_stop()
-            if failure:
-                raise BaselineError(f"baseline {failure} — nothing to compare against (log: {log})")
-            if commands.check:
-                result = proc.run(commands.check, cwd=workdir, timeout=commands.check_timeout, log_path=log)
-                self._check_stop()
-                if not result.ok:
-                    raise BaselineError(f"baseline {experiment.describe_failure('check', result, commands.check_timeout)} (log: {log})")
-            values = []
-            for index in range(self.task.experiments.repeats):
-                self.progress.message = f"baseline: benchmark {index + 1}/{self.task.experiments.repeats}"
-                value, seconds, failure = experiment.run_bench(workdir, commands, log)
-                self._check_stop()
-                if failure:
-                    raise BaselineError(f"baseline {failure} (log: {log})")
-                self.ledger.add_sample(BASELINE, 1, BASELINE, index, value, seconds)
-                values.append(value)
-            if self.task.profile:
-                self.progress.message = "baseline: profile"
-                result = proc.run(self.task.profile, cwd=workdir, timeout=self.task.timeouts.bench * 3, log_path=log)
-                self._check_stop()
-                (self.run.path / "research").mkdir(exist_ok=True)
-                (self.run.path / "research" / "profile.txt").write_text(result.output, encoding="utf-8")
-        finally:
-            self.backend.release(workdir)
+
+        def on_sample(index: int, value: float, seconds: float) -> None:
+            self.progress.message = f"baseline: benchmark {index + 1}/{self.task.experiments.repeats}"
+            self.ledger.add_sample(BASELINE, 1, BASELINE, index, value, seconds)
+
+        measured = self.backend.baseline(run["best_commit"], BaselineJob(
+            self.commands(), self.task.experiments.repeats, log, on_sample, self.task.profile, self.task.timeouts.bench * 3))
+        self._check_stop()
+        if measured.failure:
+            raise BaselineError(f"baseline {measured.failure} (log: {log})")
+        values = measured.values
+        if measured.profile is not None:
+            (self.run.path / "research").mkdir(exist_ok=True)
+            (self.run.path / "research" / "profile.txt").write_text(measured.profile, encoding="utf-8")
         stats = summarize(values)
         self.ledger.update_run(baseline_median=stats["median"], baseline_cv=stats["cv"])
         self.ledger.event("baseline", f"baseline {self.task.metric.name} median {stats['median']:.4g}, CV {stats['cv']:.2%}")

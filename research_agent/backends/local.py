@@ -13,7 +13,7 @@ from pathlib import Path
 import git
 
 from .. import experiment
-from ..experiment import Job, JobResult
+from ..experiment import BaselineJob, BaselineResult, Job, JobResult
 from ..ledger import Ledger
 from ..runtimes.base import Runtime
 
@@ -30,6 +30,13 @@ class LocalBackend:
     def provision(self, n: int) -> list[str]:
         """Local workers are slots on this machine; worktrees are made per experiment."""
         return [f"local-{i}" for i in range(1, n + 1)]
+
+    def baseline(self, commit: str, job: BaselineJob) -> BaselineResult:
+        workdir = self.checkout("baseline", commit, "baseline")
+        try:
+            return experiment.measure_baseline(workdir, job)
+        finally:
+            self.release(workdir)
 
     def run(self, worker: str, job: Job, runtime: Runtime, base_commit: str, branch: str) -> JobResult:
         base_dir = self.checkout(f"{job.exp_id}-base", base_commit, job.exp_id)

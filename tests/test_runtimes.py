@@ -73,3 +73,15 @@ def test_two_winners_are_combined_and_regated(tmp_path):
     best = subprocess.run(["git", "-C", str(tmp_path / "run" / "repo.git"), "show", f"{status['best_commit']}:value.txt"],
                           capture_output=True, text=True).stdout
     assert best == "150\n"
+
+
+def test_second_round_retries_the_discarded_on_the_new_best(tmp_path):
+    repo, task, plan = make_target(tmp_path, {"H1": {"value.txt": "150\n"}, "H2": {"notes.txt": "n\n"}},
+                                   task_extra="experiments: {parallel: 2, rounds: 3, repeats: 3, max_repeats: 8}\n")
+    assert cli("optimize", str(task), "--plan", str(plan), "--run-dir", "run", cwd=tmp_path).returncode == 0
+    status = json.loads(cli("status", "run", "--json", cwd=tmp_path).stdout)
+    by_id = {e["id"]: e for e in status["experiments"]}
+    assert set(by_id) == {"r1-H1", "r1-H2", "r2-H2"}  # round 3 never starts: round 2 kept nothing
+    assert by_id["r2-H2"]["base_commit"] == status["best_commit"]  # tried on top of H1's win
+    assert by_id["r2-H2"]["branch"].endswith("/H2-r2")
+    assert status["best"]["hypothesis"] == "H1"

@@ -54,8 +54,9 @@ class LiveView:
 def live(orchestrator, console: Console | None = None):
     """Show the live table on a terminal; otherwise let the orchestrator's notices print as lines."""
     console = console or Console(stderr=True)
+    # Notices print as lines in both modes; under Live, rich prints them above the table.
+    orchestrator.notify = lambda line: console.print(line, highlight=False, soft_wrap=True)
     if not (console.is_terminal and sys.stderr.isatty()):
-        orchestrator.notify = lambda line: console.print(line, highlight=False, soft_wrap=True)
         yield
         return
     with Live(LiveView(orchestrator, console), console=console, refresh_per_second=4, transient=False):

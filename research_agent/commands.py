@@ -37,26 +37,82 @@ def load_task_for(repo_or_task: str, task_file: Path | None, overrides: dict):
 
 
 def start_run(repo_or_task: str, task_file: Path | None, plan_file: Path | None, overrides: dict, run_dir: Path | None,
-              allow_dirty: bool, offline: bool = False, stop_after_plan: bool = False) -> None:
+              allow_dirty: bool, offline: bool = False, stop_after_plan: bool = False, planner: dict | None = None,
+              require_approved: bool = False, backend: str | None = None, dryrun: bool = False,
+              budget_usd: float | None = None) -> None:
+    """`planner`: the --planner-* options given (see plan.choose.cli_planner); `require_approved`: refuse
+    a --plan that is not approved (`run` without --yes)."""
     from . import rundir
     from .plan import load_plan
+    from .plan.choose import check_planner, merge_planner
 
     task = load_task_for(repo_or_task, task_file, overrides)
+    task = _with_backend(task, backend, dryrun, budget_usd)
+    if planner:
+        task = task.model_copy(update={"planner": merge_planner(task.planner, planner)})
     plan = None
     if plan_file is not None:
         plan = load_plan(plan_file)
+        if require_approved:
+            from .plan.review import require_approved as check_approved
+
+            check_approved(plan, str(plan_file), False, "pass --yes to run it as it is")
         if not any(h.status in ("pending", "running") for h in plan.hypotheses):
             raise UserError(f"{plan_file}: no pending hypothesis to try")
+    else:
+        check_planner(task, offline, explicit=bool(planner))  # before the baseline: a bad planner fails fast
     path = run_dir or rundir.default_run_dir(task)
-    options = {"offline": offline, "stop_after_plan": stop_after_plan}
+    options = {"offline": offline, "stop_after_plan": stop_after_plan, "planner_explicit": bool(planner)}
+    if budget_usd is not None:
+        options["budget_usd"] = budget_usd
+    if dryrun:
+        options["dryrun"] = True
     run, notice = rundir.create(task, plan, path, allow_dirty, options)
     if notice:
         err.print(f"note: {notice}")
     err.print(f"run {run.run_id} in {shown(path)}")
+    if dryrun:
+        _dry_run(run)
+        return
     _execute(run)
 
 
-def resume_run(run_dir: Path, task_file: Path | None) -> None:
+def _with_backend(task, backend: str | None, dryrun: bool, budget_usd: float | None):
+    """The task with --backend applied (that backend's options from the task, else its defaults)."""
+    if budget_usd is not None and budget_usd <= 0:
+        raise UserError(f"--budget-usd must be positive, got {budget_usd}")
+    if backend is not None and backend not in ("local", "skypilot"):
+        raise UserError(f"unknown backend '{backend}' (available: local, skypilot)")
+    if backend is not None and backend != task.workers.backend:
+        from .task import Workers
+
+        task = task.model_copy(update={"workers": Workers(backend=backend)})
+    if dryrun and task.workers.backend != "skypilot":
+        raise UserError("--dryrun shows what a cloud run would launch: use it with --backend skypilot")
+    if task.workers.backend == "skypilot":
+        from .backends.skypilot import parse_options, with_resolved_files
+
+        parse_options(task.workers.options)  # a bad option is one line now, not after the baseline
+        task = with_resolved_files(task)
+    return task
+
+
+def _dry_run(run) -> None:
+    """Write every SkyPilot task the run would launch and print the launch plan; launch nothing."""
+    from .backends import make_backend
+
+    written, lines = make_backend(run).dry_run()
+    run.ledger.update_run(status="dryrun")
+    run.ledger.event("dryrun", f"dry run: {len(written)} SkyPilot task(s) written, nothing launched")
+    print("SkyPilot tasks written (each validated with sky.Task.from_yaml):")
+    for path in written:
+        print(f"  {shown(path)}")
+    for line in lines:
+        print(line)
+    print(f"launch it: research-agent resume {shlex.quote(shown(run.path))}")
+
+
+def resume_run(run_dir: Path, task_file: Path | None, yes: bool = False) -> None:
     from . import rundir
     from .task import load_task
 
@@ -67,7 +123,10 @@ def resume_run(run_dir: Path, task_file: Path | None) -> None:
         err.print(f"run {run.run_id} is already finished; rewriting its report")
         write_reports(run_dir)
         return
-    if state == "planned":  # the plan was reviewed: go on to the experiments
+    if state == "planned":  # the plan was reviewed: go on to the experiments, if it was approved
+        from .plan.review import require_approved
+
+        require_approved(run.plan, shown(run.plan_path), yes, "pass --yes to run it as it is")
         options = {**run.ledger.options(), "stop_after_plan": False}
         run.ledger.update_run(options=json.dumps(options))
     err.print(f"resuming run {run.run_id} ({state})")
@@ -81,6 +140,7 @@ def _execute(run) -> None:
 
     backend = make_backend(run)
     orchestrator = Orchestrator(run, backend)
+    backend.notify = lambda line: orchestrator.notify(line)  # the live view's notifier, once it is set
     try:
         with live(orchestrator, err):
             orchestrator.execute()
@@ -90,8 +150,12 @@ def _execute(run) -> None:
         sys.exit(128 + stop.signum)
     if run.ledger.run()["status"] == "planned":
         where = shown(run.path)
+        plan_file = shlex.quote(f"{where}/plan.md")
         print(f"plan written: {where}/plan.md (sources: {where}/research/sources.json)")
-        print(f"review it (research-agent plan show {where}/plan.md), then run it: research-agent resume {where}")
+        print(f"  review:   research-agent plan show {plan_file}")
+        print(f"  edit:     research-agent plan edit {plan_file}")
+        print(f"  approve:  research-agent plan approve {plan_file}")
+        print(f"  continue: research-agent resume {shlex.quote(where)}")
         return
     paths = write_reports(run.path, quiet=True)
     _summary(run, paths)
@@ -156,6 +220,13 @@ def doctor() -> None:
         table.add_column(column)
     table.add_row("patch", "yes", _shutil.which("git") or "git missing", "", "", "applies plan diffs with git apply --3way")
     table.add_row("command", "yes", "", "", "", "any agent CLI via --runtime-cmd")
+    try:
+        from .backends.skypilot import doctor_info as backend_info
+
+        sky = backend_info()
+    except Exception as error:  # noqa: BLE001 — the backend row must not hide the runtimes
+        sky = {"runtime": "skypilot backend", "usable": False, "note": f"error: {error}"}
+    table.add_row(sky["runtime"], "yes" if sky.get("usable") else "no", "", sky.get("version") or "", "", sky.get("note", ""))
     for module in ("claude_code", "codex"):
         try:
             info = importlib.import_module(f"research_agent.runtimes.{module}").doctor_info()
@@ -166,3 +237,13 @@ def doctor() -> None:
             info.get("version") or "", "present" if info.get("key_present") else "missing", info.get("note", ""),
         )
     Console().print(table)
+
+
+def down(run_dir: Path | None, everything: bool) -> None:
+    """Remove what a run (or, with --all, this tool anywhere) left running."""
+    from .backends.skypilot import down_command
+
+    if run_dir is None and not everything:
+        raise UserError("down needs RUN_DIR, or --all for everything research-agent launched")
+    for line in down_command(run_dir, everything):
+        print(line)

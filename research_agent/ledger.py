@@ -273,6 +273,13 @@ class Ledger:
         ended = time.time() if status == "down" else None
         self._execute("UPDATE workers SET status=?, ended=? WHERE id=?", (status, ended, worker_id))
 
+    def update_worker_meta(self, worker_id: str, **fields: Any) -> None:
+        """Merge `fields` into a worker's meta (e.g. a cloud job id, known only once it was submitted)."""
+        with self._lock:
+            row = self._db.execute("SELECT meta FROM workers WHERE id=?", (worker_id,)).fetchone()
+            meta = {**json.loads((row[0] if row else None) or "{}"), **fields}
+            self._db.execute("UPDATE workers SET meta=? WHERE id=?", (json.dumps(meta), worker_id))
+
     def workers(self, live_only: bool = False) -> list[dict]:
         if live_only:
             return self._rows("SELECT * FROM workers WHERE status != 'down' ORDER BY created")
@@ -290,6 +297,9 @@ class Ledger:
         else:
             row = self._execute("SELECT COALESCE(SUM(usd), 0) FROM costs WHERE experiment_id=?", (experiment_id,)).fetchone()
         return float(row[0])
+
+    def costs_by_kind(self) -> dict[str, float]:
+        return {row["kind"]: float(row["usd"]) for row in self._rows("SELECT kind, SUM(usd) AS usd FROM costs GROUP BY kind ORDER BY kind")}
 
     def event(self, kind: str, message: str, **data: Any) -> None:
         self._execute(

@@ -18,6 +18,7 @@ from typing import Callable
 
 from . import experiment, proc
 from .brief import write_brief
+from .backends.base import WorkersUnavailable
 from .errors import BaselineError, TaskError
 from .experiment import BaselineJob, Commands, Job, JobResult
 from .gate import SequentialGate, summarize
@@ -56,6 +57,7 @@ class Orchestrator:
         self._plan_lock = threading.Lock()
         self._signal: int | None = None
         self._said: set[str] = set()
+        self._budget_stop: str | None = None  # why launching stopped at the budget
 
     # --- entry point ---------------------------------------------------------------------
 
@@ -77,6 +79,7 @@ class Orchestrator:
             if self.run.plan is None:
                 self.research()
             if self.ledger.options().get("stop_after_plan"):
+                self.backend.teardown()  # nothing runs while the plan is reviewed
                 self.ledger.update_run(status="planned")
                 self.ledger.event("planned", "plan written; stopping for review")
                 return self.ledger.run()
@@ -86,6 +89,11 @@ class Orchestrator:
                 if not moved or round_no >= self.task.experiments.rounds:
                     break
                 self.ledger.update_run(round=round_no + 1)
+            self.backend.teardown()  # every worker goes when the gate is done
+            if self._budget_stop:
+                self.ledger.update_run(status="budget")
+                self.ledger.event("budget", self._budget_stop)
+                return self.ledger.run()
             self.ledger.update_run(status="done")
             self.ledger.event("done", "run finished")
             return self.ledger.run()
@@ -105,6 +113,9 @@ class Orchestrator:
         if run["baseline_median"] is not None:
             return
         self.progress.message = "baseline"
+        check = getattr(self.backend, "check_budget", None)
+        if check is not None:  # a budget below one experiment's projected cost is refused before any launch
+            check(self.budget())
         self.notify("baseline: clean build, check, then the benchmark")
         log = self.run.exp_dir(BASELINE) / "baseline.log"
 
@@ -132,9 +143,9 @@ class Orchestrator:
     # --- research ------------------------------------------------------------------------
 
     def research(self) -> None:
-        """No plan yet: read, rank, mine, and write one (the extractive distiller)."""
+        """No plan yet: read, rank, mine, and write one (the LLM planner, or the extractive distiller)."""
         from .plan import load_plan, save_plan
-        from .plan.extractive import ExtractiveDistiller
+        from .plan.choose import choose_distiller
         from .research.pipeline import run_research
 
         self.progress.message = "research"
@@ -149,10 +160,21 @@ class Orchestrator:
         )
         self._check_stop()
         baseline = {"median": run["baseline_median"], "cv": run["baseline_cv"], "samples": self.ledger.samples(BASELINE, BASELINE)}
-        plan = ExtractiveDistiller().plan(self.task, baseline, evidence)
+        options = self.ledger.options()
+        distiller, notice = choose_distiller(self.task, offline=bool(options.get("offline")),
+                                             explicit=bool(options.get("planner_explicit")), ledger=self.ledger,
+                                             notify=self.notify)
+        if notice:
+            self.ledger.event("notice", notice)
+            self.notify(f"note: {notice}")
+        plan = distiller.plan(self.task, baseline, evidence)
+        for line in getattr(getattr(distiller, "result", None), "warnings", None) or []:
+            self.ledger.event("plan_note", line)
+            self.notify(f"plan: {line}")
         save_plan(plan, self.run.plan_path)
         self.run.plan = load_plan(self.run.plan_path)
-        self.ledger.event("plan", f"plan written with {len(plan.hypotheses)} hypotheses", path="plan.md")
+        self.ledger.event("plan", f"plan written with {len(plan.hypotheses)} hypotheses", path="plan.md",
+                          planner=plan.front.get("planner", "extractive"))
         self.notify(f"plan: {len(plan.hypotheses)} hypotheses written to plan.md")
 
     # --- rounds --------------------------------------------------------------------------
@@ -199,6 +221,8 @@ class Orchestrator:
             combo_id = f"r{round_no}-combine-{winner['hypothesis']}"
             self.ledger.add_experiment(combo_id, winner["hypothesis"], f"combine {winner['hypothesis']} onto the best", round_no, kind="combine")
             row = self.ledger.experiment(combo_id)
+            if row["status"] != "done" and not self._within_budget():
+                break
             if row["status"] != "done":
                 patch = (self.run.exp_dir(winner["id"]) / "patch.diff").read_text(encoding="utf-8")
                 self._run_one(row, None, base_commit=best, diff=patch)
@@ -222,12 +246,12 @@ class Orchestrator:
         running: dict[Future, str] = {}
         with ThreadPoolExecutor(max_workers=len(workers)) as pool:
             while pending or running:
-                while pending and free and not proc.stopping():
+                while pending and free and not proc.stopping() and self._within_budget():
                     row, hyp = pending.pop(0)
                     worker = free.pop(0)
                     future = pool.submit(self._run_one, row, hyp, worker=worker)
                     running[future] = worker
-                if proc.stopping() and not running:
+                if (proc.stopping() or self._budget_stop) and not running:
                     break
                 done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -248,6 +272,8 @@ class Orchestrator:
         try:
             job, runtime = self._job(row, hyp, exp_dir, attempt, diff)
             result = self.backend.run(worker, job, runtime, base, branch)
+        except WorkersUnavailable:
+            raise  # the backend cannot run experiments at all (e.g. no cloud capacity): stop, resumable
         except Exception as error:  # a bug or an environment fault: record it, keep the loop going
             (exp_dir / "experiment.log").open("a").write(traceback.format_exc())
             result = JobResult("failed", f"error: {error}")
@@ -259,7 +285,7 @@ class Orchestrator:
         exp = row["id"]
         if hyp is not None:
             brief = write_brief(self.run, hyp, exp_dir)
-            runtime = make_runtime(self.task.runtime.name, self.task.runtime.options, self.task.timeouts.runtime)
+            runtime = self._make_runtime()
             self._show_notices(getattr(runtime, "notices", []))
         else:  # a combination step re-applies a winner's recorded patch
             brief = write_brief(self.run, self.run.plan.hypothesis(row["hypothesis"]), exp_dir, diff=diff)
@@ -327,8 +353,30 @@ class Orchestrator:
         return f"ra/{self.run.run_id}/{row['hypothesis']}{suffix}"
 
     def _check_runtime(self) -> None:
-        runtime = make_runtime(self.task.runtime.name, self.task.runtime.options, self.task.timeouts.runtime)
+        runtime = self._make_runtime()
         self._show_notices(getattr(runtime, "notices", []))
+
+    def _make_runtime(self):
+        """The task's runtime; a backend whose workers run it elsewhere (cloud VMs) supplies its own stand-in."""
+        factory = getattr(self.backend, "make_runtime", None) or make_runtime
+        return factory(self.task.runtime.name, self.task.runtime.options, self.task.timeouts.runtime)
+
+    def budget(self) -> float | None:
+        return self.ledger.options().get("budget_usd") or self.task.budget_usd
+
+    def _within_budget(self) -> bool:
+        """False (and launching stops for good) when one more experiment's projected cost would cross the budget."""
+        budget = self.budget()
+        if not budget or self._budget_stop:
+            return not self._budget_stop
+        spent = self.ledger.cost()
+        projected = getattr(self.backend, "projected_cost", lambda: 0.0)()
+        if spent + projected <= budget:
+            return True
+        self._budget_stop = (f"budget: ${spent:.2f} spent, the next experiment would bring it to ${spent + projected:.2f} "
+                             f"(budget ${budget:.2f}); no more launches")
+        self.notify(self._budget_stop)
+        return False
 
     def _show_notices(self, notices: list[str]) -> None:
         """Runtime warnings (version outside the tested range, unsafe mode...), each said once."""

@@ -124,6 +124,7 @@ def build_context(run_dir: Path, view: LedgerView) -> dict:
         "n_experiments": len(experiments),
         "total_cost": fmt_usd(view.total_cost),
         "costs_by_kind": {kind: fmt_usd(usd) for kind, usd in sorted(view.costs_by_kind.items())},
+        "cost_per_kept": fmt_usd(view.total_cost / len(kept)) if kept else None,
         "base_commit": base_commit,
         "best_commit": best_commit,
         "improved": improved,
@@ -438,7 +439,8 @@ def render_markdown(c: dict) -> str:
 
     out += ["## Totals", "", f"- Experiments: {c['n_experiments']} ({_counts_text(c['counts'])})",
             f"- Cost: {c['total_cost']}" + (" (" + ", ".join(f"{k} {v}" for k, v in c["costs_by_kind"].items()) + ")"
-                                            if c["costs_by_kind"] else "")]
+                                            if c["costs_by_kind"] else ""),
+            f"- Cost per kept improvement: {c['cost_per_kept']}" if c.get("cost_per_kept") else "- Cost per kept improvement: – (nothing kept)"]
 
     out += ["", "## Getting the result", ""]
     if c["improved"]:

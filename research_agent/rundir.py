@@ -59,12 +59,15 @@ def create(task: Task, plan: Plan | None, path: Path, allow_dirty: bool, options
     run_id = path.name
     path = path.resolve()  # commands run in other folders: keep no relative paths inside
     try:
-        prepared = target.prepare(
-            task.repo if task.repo_is_url() else str(task.repo_path()),
-            task.repo_is_url(),
-            path,
-            allow_dirty,
-        )
+        if task.repo_is_url() and task.workers.backend == "skypilot":  # cloned on the workers, never here
+            prepared = target.remote(task.repo, path, resolve=not (options or {}).get("dryrun"))
+        else:
+            prepared = target.prepare(
+                task.repo if task.repo_is_url() else str(task.repo_path()),
+                task.repo_is_url(),
+                path,
+                allow_dirty,
+            )
     except BaseException:
         shutil.rmtree(path, ignore_errors=True)  # nothing half-made left behind on bad input
         raise

@@ -184,6 +184,8 @@ def status_from_view(view: LedgerView, task: dict) -> dict:
         "base_commit": run.get("base_commit"),
         "best_commit": run.get("best_commit"),
         "total_cost_usd": round(view.total_cost, 6),
+        "cost_by_kind_usd": {kind: round(usd, 6) for kind, usd in sorted(view.costs_by_kind.items())},  # compute | llm | agent
+        "cost_per_kept_usd": round(view.total_cost / len(kept), 6) if kept else None,
     }
 
 
@@ -300,5 +302,9 @@ def status_table(status: dict):
     parts.append(table if status.get("experiments") else Text("no experiments yet", style="dim"))
     parts.append(best_line)
     if total:
-        parts.append(Text(f"cost: {fmt_usd(total)}", style="dim"))
+        kinds = status.get("cost_by_kind_usd") or {}
+        line = f"cost: {fmt_usd(total)}" + (" (" + ", ".join(f"{k} {fmt_usd(v)}" for k, v in kinds.items()) + ")" if kinds else "")
+        if status.get("cost_per_kept_usd") is not None:
+            line += f"; {fmt_usd(status['cost_per_kept_usd'])} per kept improvement"
+        parts.append(Text(line, style="dim"))
     return Group(*parts)

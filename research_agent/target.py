@@ -26,7 +26,7 @@ SNAPSHOT_AUTHOR = {
 @dataclass
 class Target:
     repo_dir: Path  # RUN_DIR/repo.git (bare)
-    base_commit: str
+    base_commit: str | None  # None: a remote target not resolved yet (dry run)
     notice: str | None  # one line to show the user, e.g. that a folder was snapshotted
 
 
@@ -59,6 +59,24 @@ def prepare(source: str, is_url: bool, run_dir: Path, allow_dirty: bool) -> Targ
     inside = "a folder inside another git repository" if toplevel else "not a git repository"
     commit = _snapshot_folder(path, repo_dir)
     return Target(repo_dir, commit, f"{path.name}/ is {inside}: the run works on a snapshot of it (the original is not touched)")
+
+
+def remote(url: str, run_dir: Path, resolve: bool = True) -> Target:
+    """A URL target that cloud workers clone themselves: RUN_DIR/repo.git starts empty, with `origin`
+    set, and receives only the candidate commits the workers send back. The base is the remote's HEAD
+    (`git ls-remote`, no clone), or None when not resolved yet (a dry run): the baseline's worker
+    resolves it then."""
+    repo_dir = (run_dir / "repo.git").resolve()
+    git(["init", "--quiet", "--bare", str(repo_dir)])
+    git(["remote", "add", "origin", url], cwd=repo_dir)
+    commit = None
+    if resolve:
+        result = subprocess.run(["git", "ls-remote", url, "HEAD"], capture_output=True, text=True, env={**os.environ, **READ_ONLY_ENV})
+        if result.returncode != 0 or not result.stdout.split():
+            last = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "no HEAD"
+            raise TargetError(f"cannot reach {url}: {last}")
+        commit = result.stdout.split()[0]
+    return Target(repo_dir, commit, f"{url} is cloned on the workers, not here")
 
 
 def _clone_url(url: str, repo_dir: Path) -> Target:

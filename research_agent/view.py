@@ -47,6 +47,11 @@ class LiveView:
         if kept:
             best = max(kept, key=lambda r: r["effect_median"] or 0)
             lines.append(f"best so far: {best['id']} {effect_text(best)}")
+        kinds = ledger.costs_by_kind()
+        if kinds:
+            total = sum(kinds.values())
+            lines.append(f"cost so far: ${total:.2f} (" + ", ".join(f"{k} ${v:.2f}" for k, v in kinds.items()) + ")"
+                         + (f", ${total / len(kept):.2f} per kept improvement" if kept else ""))
         return Group(table, *lines)
 
 

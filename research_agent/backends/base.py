@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from ..errors import UserError
 from ..experiment import BaselineJob, BaselineResult, Job, JobResult
 from ..runtimes.base import Runtime
+
+
+class WorkersUnavailable(UserError):
+    """No experiment can run at all (no cloud enabled, no capacity or offering anywhere): the run
+    stops — resumably — instead of failing every experiment for a reason that is not theirs."""
+
+    exit_code = 8
 
 
 class Backend(Protocol):
@@ -22,3 +30,9 @@ class Backend(Protocol):
 
     def teardown(self) -> list[str]:
         """Remove every worker the ledger knows to be up; returns their names."""
+
+
+# Optional, used when a backend has them (the local backend needs none):
+#   projected_cost() -> float            USD one more experiment would commit to, beyond the ledger's costs
+#   check_budget(budget_usd) -> None     raise UserError when the budget cannot pay for one experiment
+#   make_runtime(name, options, timeout) the runtime as seen here when the workers run it elsewhere

@@ -1,0 +1,454 @@
+"""The SkyPilot backend against a stand-in of the SDK (tests/sky_standin.py), with the real SkyPilot
+package validating every generated task. No cloud, no API server: the stand-in's "VMs" are folders
+where the task's real `run` script executes research_agent.worker on tiny targets."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from research_agent import proc, rundir
+from research_agent.backends.sky_api import CloudError
+from research_agent.errors import BaselineError
+from research_agent.backends.skypilot import SkyPilotBackend
+from research_agent.orchestrator import Interrupted, Orchestrator
+from research_agent.plan import load_plan
+from research_agent.task import load_task
+from research_agent.worker import TransferError, emit_bundle, read_bundle, write_checksums
+
+from . import conftest
+from .sky_standin import Faults, StandIn, faults_json
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # SQLAlchemy 2.0 notices from inside SkyPilot
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST_BENCH = '#!/bin/sh\necho "METRIC score=$(cat value.txt)"\n'  # no noise: decisions are deterministic
+HYPOTHESES = {"H1": {"value.txt": "130\n"}, "H2": {"value.txt": "90\n"}}
+DECIDED = {"kept", "discarded", "failed", "rejected"}
+
+
+def task_extra(mode: str, **workers) -> str:
+    options = {"backend": "skypilot", "mode": mode, "poll_seconds": 0.02, "cpus": 2, "est_minutes": 0.02, **workers}
+    return ("experiments: {parallel: 2, repeats: 2, max_repeats: 7, min_effect: 0.01}\n"
+            f"workers: {json.dumps(options)}\n")
+
+
+def fast_target(root: Path, mode: str = "clusters", hypotheses=None, **workers):
+    original = conftest.BENCH
+    conftest.BENCH = FAST_BENCH
+    try:
+        return conftest.make_target(root, hypotheses or HYPOTHESES, task_extra=task_extra(mode, **workers))
+    finally:
+        conftest.BENCH = original
+
+
+@pytest.fixture(autouse=True)
+def _state_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESEARCH_AGENT_STATE_DIR", str(tmp_path / "state"))
+    yield
+    proc.reset()
+
+
+def new_run(task: Path, plan: Path, run_dir: Path, options: dict | None = None):
+    run, _ = rundir.create(load_task(task), load_plan(plan), run_dir, False, options or {})
+    return run
+
+
+def rows(run_dir: Path, sql: str) -> list[tuple]:
+    db = sqlite3.connect(f"file:{run_dir / 'ledger.sqlite'}?mode=ro", uri=True)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+def check_ledger(run_dir: Path, finished: bool) -> None:
+    """No duplicate rows, no double-counted samples, every decision recorded once with its reason."""
+    experiments = rows(run_dir, "SELECT id, hypothesis, status, decision, reason, n_pairs, attempt FROM experiments WHERE kind='hypothesis'")
+    if finished or experiments:  # (an interrupted baseline leaves none yet)
+        assert sorted(r[1] for r in experiments) == sorted(HYPOTHESES)
+    decisions = dict(rows(run_dir, "SELECT experiment_id, decision FROM decisions"))
+    for exp, _hyp, status, decision, reason, n_pairs, attempt in experiments:
+        if finished:
+            assert status == "done" and decision in DECIDED, (exp, status, decision)
+        if status == "done":
+            assert decisions[exp] == decision and reason, (exp, decision, reason)
+            if n_pairs:  # the latest attempt's samples are exactly the pairs the gate decided on
+                for arm in ("base", "cand"):
+                    idx = [r[0] for r in rows(run_dir, f"SELECT idx FROM samples WHERE experiment_id='{exp}' AND attempt={attempt} AND arm='{arm}' ORDER BY idx")]
+                    assert idx == list(range(n_pairs)), (exp, arm, idx, n_pairs)
+        else:
+            assert exp not in decisions
+    assert rows(run_dir, "SELECT COUNT(*) FROM workers WHERE status != 'down'") == [(0,)]
+    baseline = rows(run_dir, "SELECT attempt, COUNT(*) FROM samples WHERE experiment_id='baseline' GROUP BY attempt")
+    assert all(count == 2 for _attempt, count in baseline)
+
+
+# --- tasks: rendered from sky/, validated by SkyPilot itself, secrets never written ----------------
+
+
+@pytest.mark.parametrize("mode", ["clusters", "jobs", "pool"])
+def test_dry_run_writes_valid_tasks_and_no_secret(tmp_path, monkeypatch, mode):
+    import sky
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-very-secret-value")
+    _repo, task, plan = fast_target(tmp_path, mode, secrets=["HF_TOKEN"])
+    text = task.read_text().replace("check: test -f bench.sh", "check: test -f bench.sh\nruntime: {name: claude-code, model: m}")
+    task.write_text(text)
+    run = new_run(task, plan, tmp_path / "run", {"dryrun": True})
+    api = StandIn(tmp_path / "cloud")
+    written, lines = SkyPilotBackend(run, {"api": api}).dry_run()
+    names = {p.name for p in written}
+    assert {"ra-run-baseline-1.yaml", "ra-run-r1-h1-1.yaml", "ra-run-r1-h2-1.yaml"} <= names
+    assert ({"clusters": "cluster.yaml", "pool": "pool.yaml"}.get(mode) or "ra-run-baseline-1.yaml") in names
+    assert api.calls == [] and api.live() == []  # nothing launched
+    for path in written:
+        body = path.read_text()
+        assert "sk-ant-very-secret-value" not in body
+        assert "ANTHROPIC_API_KEY" in body  # named, so a reader knows what is passed
+        loaded = sky.Task.from_yaml(str(path))
+        assert next(iter(loaded.resources)).use_spot
+        for script in (loaded.setup, loaded.run):
+            if script:
+                assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
+        if loaded.setup:
+            assert "@anthropic-ai/claude-code@" in loaded.setup and "'numpy>=1.26'" in loaded.setup
+    job = json.loads((tmp_path / "run/sky/work/ra-run-r1-h1-1/job.json").read_text())
+    assert job["runtime"]["name"] == "claude-code" and job["brief"]["hypothesis_id"] == "H1"
+    assert any(mode in line for line in lines) and any("$0.400/h each" in line for line in lines)
+
+
+def test_invalid_resources_are_refused_by_skypilot_before_anything_is_written(tmp_path):
+    _repo, task, plan = fast_target(tmp_path, "clusters", resources={"cpuz": 4})
+    run = new_run(task, plan, tmp_path / "run", {"dryrun": True})
+    with pytest.raises(Exception, match="cpuz"):
+        SkyPilotBackend(run, {"api": StandIn(tmp_path / "cloud")}).dry_run()
+    assert not list((tmp_path / "run" / "sky").glob("*.yaml"))
+
+
+def test_bundle_refuses_truncated_reordered_or_corrupted_results(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text(json.dumps({"decision": "kept"}))
+    (out / "transcript.jsonl").write_bytes(os.urandom(5000))  # several lines of base64
+    write_checksums(out)
+    import io
+
+    stream = io.StringIO()
+    emit_bundle(out, "job-1", stream)
+    log = "(task, pid=1) noise\n" + "\n".join(f"(task, pid=1) {line}" for line in stream.getvalue().splitlines()) + "\nafter\n"
+    files = read_bundle(log, "job-1")
+    assert files["transcript.jsonl"] == (out / "transcript.jsonl").read_bytes()
+    lines = log.splitlines()
+    body = [i for i, line in enumerate(lines) if "RA-BUNDLE 1 " in line][0]
+    for damaged, why in (
+        ("\n".join(lines[: len(lines) // 2]), "truncated"),
+        ("\n".join(lines[:body] + lines[body + 1:]), "missing or out of order"),
+        ("\n".join(lines[:body] + [lines[body][:-8] + "AAAAAAAA"] + lines[body + 1:]), "checksum"),
+        ("nothing here", "no results"),
+    ):
+        with pytest.raises(TransferError, match=why):
+            read_bundle(damaged, "job-1")
+
+
+# --- whole runs against the stand-in ---------------------------------------------------------------
+
+
+def test_clusters_run_brings_results_back_intact_and_tears_down(tmp_path):
+    _repo, task, plan = fast_target(tmp_path, "clusters")
+    run = new_run(task, plan, tmp_path / "run")
+    api = StandIn(tmp_path / "cloud", Faults(price=0.5))
+    Orchestrator(run, SkyPilotBackend(run, {"api": api})).execute()
+    assert api.live() == []
+    exp_dir = tmp_path / "run" / "experiments" / "r1-H1"
+    sums = dict(reversed(line.split("  ", 1)) for line in (exp_dir / "SHA256SUMS").read_text().splitlines())
+    assert {"results.json", "samples.jsonl", "patch.diff", "experiment.log", "candidate.bundle"} <= set(sums)
+    assert "+130" in (exp_dir / "patch.diff").read_text()
+    decisions = dict(rows(tmp_path / "run", "SELECT hypothesis, decision FROM experiments"))
+    assert decisions == {"H1": "kept", "H2": "discarded"}
+    # the kept commit came back into the run's repository: its branch and the best exist here
+    best = subprocess.run(["git", "rev-parse", "ra/run/best"], cwd=tmp_path / "run/repo.git", capture_output=True, text=True)
+    assert best.returncode == 0 and best.stdout.strip() == json.loads((exp_dir / "results.json").read_text())["cand_commit"]
+    costs = rows(tmp_path / "run", "SELECT experiment_id, kind, usd, detail FROM costs")
+    assert {c[0] for c in costs if c[0]} >= {"baseline", "r1-H1", "r1-H2"} and all(c[1] == "compute" for c in costs)
+    down = [c for c in api.calls if c[0] == "down"]
+    assert {c[1] for c in down} == {"ra-run-1", "ra-run-2"}
+    check_ledger(tmp_path / "run", finished=True)
+
+
+def test_url_target_winners_are_combined_on_workers_from_bundles(tmp_path):
+    """A git-URL target is cloned only on the workers; the second winner is stacked on the first on a
+    worker that gets the first's commit as a bundle; the best comes back into RUN_DIR/repo.git."""
+    bench = '#!/bin/sh\necho "METRIC score=$(awk "BEGIN{print $(cat value.txt) * $(cat factor.txt)}")"\n'
+    repo = conftest.make_repo(tmp_path / "upstream", {"value.txt": "100\n", "factor.txt": "1\n", "bench.sh": bench})
+    blocks = []
+    for hid, (name, text) in {"H1": ("value.txt", "130\n"), "H2": ("factor.txt", "1.2\n")}.items():
+        (repo / name).write_text(text)
+        diff = conftest.git(repo, "diff") + "\n"
+        conftest.git(repo, "checkout", "--", name)
+        blocks.append(f"### {hid}: Try {hid}\n- sources: local:n\n- status: pending\n\nBecause.\n\n```diff\n{diff}```\n")
+    plan = tmp_path / "plan.md"
+    plan.write_text("---\nobjective: score\nmetric: score\nstatus: approved\n---\n# Plan\n\n## Hypotheses\n\n"
+                    + "\n".join(blocks) + "\n## Sources\n- local:n — notes\n")
+    task = tmp_path / "task.yaml"
+    task.write_text(f"name: combine\nrepo: file://{repo}\nbench: ./bench.sh\nmetric: score\n" + task_extra("jobs"))
+    run = new_run(task, plan, tmp_path / "run")
+    assert not list((tmp_path / "run/repo.git/objects/pack").glob("*.pack"))  # nothing cloned here
+    api = StandIn(tmp_path / "cloud")
+    Orchestrator(run, SkyPilotBackend(run, {"api": api})).execute()
+    assert api.live() == []
+    decided = dict(rows(tmp_path / "run", "SELECT id, decision FROM experiments"))
+    assert decided == {"r1-H1": "kept", "r1-H2": "kept", "r1-combine-H2": "kept"}, decided
+    combine = json.loads(next((tmp_path / "run/sky/work").glob("*combine*/job.json")).read_text())
+    assert len(combine["repo"]["lineage"]) == 1  # the first winner's commit, as a bundle
+    best = subprocess.run(["git", "show", "ra/run/best:value.txt", "ra/run/best:factor.txt"], cwd=tmp_path / "run/repo.git",
+                          capture_output=True, text=True)
+    assert best.stdout.split() == ["130", "1.2"], best.stderr
+
+
+def run_schedule(base: Path, seed: int) -> dict:
+    """One randomized fault schedule: mode, launch failures, slow provisioning, preemptions, lost and
+    truncated transfers, and maybe a SIGINT at a random moment followed by a resume."""
+    rng = random.Random(seed)
+    mode = rng.choice(["clusters", "clusters", "jobs", "pool"])
+    root = base / f"s{seed}"
+    _repo, task, plan = fast_target(root, mode, max_attempts=4)
+    run = new_run(task, plan, root / "run")
+    faults = Faults.random(seed)
+    api = StandIn(root / "cloud", faults)
+    orchestrator = Orchestrator(run, SkyPilotBackend(run, {"api": api}))
+    sigint_at = rng.choice([None, None, rng.uniform(0.05, 1.2)])
+    fired = threading.Event()
+    done = threading.Event()
+
+    def interrupt():
+        if not done.is_set():
+            fired.set()
+            orchestrator._on_signal(signal.SIGINT, None)  # exactly what the SIGINT handler does
+
+    timer = threading.Timer(sigint_at, interrupt) if sigint_at else None
+    outcome = "done"
+    try:
+        if timer:
+            timer.start()
+        orchestrator.execute()
+    except Interrupted:
+        outcome = "interrupted"
+    except CloudError as error:
+        outcome = f"cloud error: {error}"
+    except BaselineError as error:  # every attempt of the baseline lost to faults: recorded, nothing decided
+        assert "infrastructure:" in str(error), error
+        outcome = "baseline failed"
+    finally:
+        done.set()
+        if timer:
+            timer.cancel()
+    assert api.live() == [], (seed, mode, outcome, api.live())
+    check_ledger(root / "run", finished=outcome == "done")
+    if outcome == "baseline failed":
+        assert rows(root / "run", "SELECT status FROM runs") == [("failed",)]
+    if outcome == "interrupted":
+        proc.reset()
+        resumed = rundir.open_run(root / "run")
+        api2 = StandIn(root / "cloud", Faults(seed=seed, price=faults.price))
+        Orchestrator(resumed, SkyPilotBackend(resumed, {"api": api2})).execute()
+        assert api2.live() == []
+        check_ledger(root / "run", finished=True)
+        outcome = "interrupted, resumed"
+    api.close()
+    return {"seed": seed, "mode": mode, "outcome": outcome, "preempted": sum(1 for c in api.calls if c[0] == "preempted")}
+
+
+def run_schedules(base: str, seeds: list[int]) -> list[dict]:
+    proc.reset()
+    return [run_schedule(Path(base), seed) for seed in seeds]
+
+
+def test_fifty_random_fault_schedules_leave_nothing_up(tmp_path):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    seeds = list(range(50))
+    shards = [seeds[i::4] for i in range(4)]  # four processes: a simulated SIGINT stops only its own run
+    with ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("spawn")) as pool:
+        results = [r for shard in pool.map(run_schedules, [str(tmp_path)] * 4, shards) for r in shard]
+    assert len(results) == 50
+    outcomes = [r["outcome"] for r in results]
+    assert all(o in ("done", "interrupted, resumed", "baseline failed") for o in outcomes), outcomes
+    assert outcomes.count("baseline failed") <= 2, outcomes
+    assert sum(r["preempted"] for r in results) >= 10  # the schedules really did preempt
+    assert {r["mode"] for r in results} == {"clusters", "jobs", "pool"}
+
+
+def test_budget_stops_before_crossing_and_tears_down(tmp_path):
+    hypotheses = {f"H{i}": {"value.txt": f"{100 + i}\n"} for i in range(1, 9)}
+    original = conftest.BENCH
+    conftest.BENCH = FAST_BENCH
+    try:
+        _repo, task, plan = conftest.make_target(tmp_path, hypotheses, task_extra=task_extra("clusters", price_per_hour=3600.0) + "build: sleep 0.3\n")
+    finally:
+        conftest.BENCH = original
+    budget = 5.0  # $1 per worker-second: a few experiments fit, not eight
+    run = new_run(task, plan, tmp_path / "run", {"budget_usd": budget})
+    api = StandIn(tmp_path / "cloud", Faults(price=3600.0, provision=(0.01, 0.02)))
+    result = Orchestrator(run, SkyPilotBackend(run, {"api": api})).execute()
+    spent = run.ledger.cost()
+    assert result["status"] == "budget", result
+    assert spent <= budget, spent
+    assert api.live() == []
+    states = [r[0] for r in rows(tmp_path / "run", "SELECT status FROM experiments")]
+    assert states.count("done") >= 2 and "pending" in states, states  # it ran some, then stopped launching
+    assert any(e["kind"] == "budget" for e in run.ledger.events())
+
+
+# --- the CLI: bad input, SIGKILL then down / resume ----------------------------------------------------
+
+
+def cli(args, cwd, env=None, **kwargs):
+    full = {**os.environ, "PYTHONPATH": str(ROOT), "RESEARCH_AGENT_SKY_API": "tests.sky_standin:make_api", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "research_agent.cli", *args], cwd=cwd, env=full, capture_output=True, text=True, **kwargs)
+
+
+def standin_env(tmp_path, faults: Faults | None = None) -> dict:
+    return {"RA_STANDIN_ROOT": str(tmp_path / "cloud"), "RA_STANDIN_FAULTS": faults_json(faults or Faults()),
+            "RESEARCH_AGENT_STATE_DIR": str(tmp_path / "state")}
+
+
+@pytest.mark.parametrize("faults, code, message", [
+    (Faults(no_infra=True), 8, "no infra enabled: run `sky check`"),
+    (Faults(unavailable=True), 8, "requested resources unavailable: Catalog does not contain any instances"),
+])
+def test_cloud_problems_are_one_line(tmp_path, faults, code, message):
+    _repo, task, plan = fast_target(tmp_path, "clusters", accelerators="H100:8")
+    result = cli(["optimize", str(task), "--plan", str(plan), "--run-dir", "run"], tmp_path, standin_env(tmp_path, faults))
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("research-agent: ") and message in lines[-1] and "Traceback" not in result.stderr
+    assert StandIn(tmp_path / "cloud").live() == []
+
+
+def test_budget_below_one_experiment_is_refused(tmp_path):
+    _repo, task, plan = fast_target(tmp_path, "clusters", est_minutes=30)
+    result = cli(["optimize", str(task), "--plan", str(plan), "--run-dir", "run", "--budget-usd", "0.05"], tmp_path, standin_env(tmp_path))
+    assert result.returncode == 2
+    assert "budget $0.05 is below one experiment's projected cost $0.20" in result.stderr and "Traceback" not in result.stderr
+    assert StandIn(tmp_path / "cloud").calls == [] and StandIn(tmp_path / "cloud").live() == []
+
+
+def start_cli(args, cwd, env):
+    full = {**os.environ, "PYTHONPATH": str(ROOT), "RESEARCH_AGENT_SKY_API": "tests.sky_standin:make_api", **env}
+    return subprocess.Popen([sys.executable, "-m", "research_agent.cli", *args], cwd=cwd, env=full,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_running(run_dir: Path, process, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        if (run_dir / "ledger.sqlite").exists():
+            try:
+                running = rows(run_dir, "SELECT COUNT(*) FROM experiments WHERE status='running'")[0][0]
+                up = rows(run_dir, "SELECT COUNT(*) FROM workers WHERE status='up'")[0][0]
+            except sqlite3.OperationalError:
+                running = up = 0
+            if running and up:
+                return
+        time.sleep(0.02)
+    raise AssertionError("no experiment started")
+
+
+@pytest.mark.parametrize("mode", ["clusters", "jobs"])
+def test_sigkill_then_down_removes_everything(tmp_path, mode):
+    slow = {"H1": {"value.txt": "130\n", "delay.txt": "0.3\n"}, "H2": {"value.txt": "90\n", "delay.txt": "0.3\n"}}
+    _repo, task, plan = fast_target(tmp_path, mode, hypotheses=slow)
+    env = standin_env(tmp_path)
+    process = start_cli(["optimize", str(task), "--plan", str(plan), "--run-dir", "run"], tmp_path, env)
+    wait_for_running(tmp_path / "run", process)
+    process.kill()
+    process.wait(30)
+    assert StandIn(tmp_path / "cloud").live(), "the kill should leave workers up"
+    result = cli(["down", "run"], tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    assert "removed" in result.stdout
+    assert StandIn(tmp_path / "cloud").live() == []
+    assert rows(tmp_path / "run", "SELECT COUNT(*) FROM workers WHERE status != 'down'") == [(0,)]
+    again = cli(["down", "run"], tmp_path, env)
+    assert again.returncode == 0 and "nothing to remove" in again.stdout
+    everything = cli(["down", "--all"], tmp_path, env)
+    assert everything.returncode == 0 and "nothing left" in everything.stdout
+
+
+def test_sigkill_then_resume_reattaches_and_finishes(tmp_path):
+    slow = {"H1": {"value.txt": "130\n", "delay.txt": "0.3\n"}, "H2": {"value.txt": "90\n", "delay.txt": "0.3\n"}}
+    _repo, task, plan = fast_target(tmp_path, "clusters", hypotheses=slow)
+    env = standin_env(tmp_path)
+    process = start_cli(["optimize", str(task), "--plan", str(plan), "--run-dir", "run"], tmp_path, env)
+    wait_for_running(tmp_path / "run", process)
+    process.kill()
+    process.wait(30)
+    up_before = {r[0] for r in rows(tmp_path / "run", "SELECT id FROM workers WHERE status='up'")}
+    launches_before = StandIn(tmp_path / "cloud").state["counters"]["launch"]
+    result = cli(["resume", "run"], tmp_path, env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    events = [r[0] for r in rows(tmp_path / "run", "SELECT message FROM events WHERE kind='resume'")]
+    reattached = [name for name in up_before if any(f"re-attached to cluster {name}" in e for e in events)]
+    assert reattached, events
+    launches = StandIn(tmp_path / "cloud").state["counters"]["launch"] - launches_before
+    assert launches == 2 - len(reattached)  # each worker slot re-attached or, if it was gone, launched anew
+    check_ledger(tmp_path / "run", finished=True)
+    assert StandIn(tmp_path / "cloud").live() == []
+
+
+def test_url_target_dry_run_clones_nothing(tmp_path):
+    """tasks/llama-cpp: its dry run writes valid SkyPilot tasks and the plan, and clones nothing here."""
+    result = cli(["optimize", str(ROOT / "tasks/llama-cpp/task.yaml"), "--plan", str(ROOT / "tasks/llama-cpp/plan.md"),
+                  "--backend", "skypilot", "--dryrun", "--run-dir", "run"], tmp_path, standin_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "run"
+    assert "launch plan (clusters mode" in result.stdout and "4 × spot cluster" in result.stdout
+    written = [line.strip() for line in result.stdout.splitlines() if line.strip().endswith(".yaml")]
+    assert len(written) >= 5 and all((tmp_path / p).is_file() for p in written)
+    objects = subprocess.run(["git", "count-objects", "-v"], cwd=run_dir / "repo.git", capture_output=True, text=True).stdout
+    assert "count: 0" in objects and "in-pack: 0" in objects  # nothing fetched
+    job = json.loads(next((run_dir / "sky" / "work").glob("*r1-h1*/job.json")).read_text())
+    assert job["repo"]["url"] == "https://github.com/ggml-org/llama.cpp" and job["repo"]["base_commit"] is None
+    assert "llama-bench" in (ROOT / "tasks/llama-cpp/bench.sh").read_text()
+    assert StandIn(tmp_path / "cloud").calls == []
+    assert rows(run_dir, "SELECT status FROM runs") == [("dryrun",)]
+
+
+def test_doctor_reports_sky_check_without_launching(tmp_path):
+    env = {"HOME": str(tmp_path), "RESEARCH_AGENT_SKY_API": ""}
+    result = cli(["doctor"], tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    assert "skypilot" in result.stdout and "sky check" in result.stdout
+
+
+def test_help_does_not_import_skypilot():
+    code = "import sys, research_agent.cli as c; sys.argv=['research-agent','--help']\ntry: c.app()\nexcept SystemExit: pass\nprint('sky' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_sigterm_tears_down_and_prints_the_resume_line(tmp_path):
+    slow = {"H1": {"value.txt": "130\n", "delay.txt": "0.3\n"}, "H2": {"value.txt": "90\n", "delay.txt": "0.3\n"}}
+    _repo, task, plan = fast_target(tmp_path, "pool", hypotheses=slow)
+    process = start_cli(["optimize", str(task), "--plan", str(plan), "--run-dir", "run"], tmp_path, standin_env(tmp_path))
+    wait_for_running(tmp_path / "run", process)
+    process.send_signal(signal.SIGTERM)
+    _out, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert "research-agent resume run" in err and "Traceback" not in err
+    assert StandIn(tmp_path / "cloud").live() == []
+    assert rows(tmp_path / "run", "SELECT status FROM runs") == [("interrupted",)]
+    assert rows(tmp_path / "run", "SELECT COUNT(*) FROM workers WHERE status != 'down'") == [(0,)]

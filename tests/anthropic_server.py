@@ -23,6 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 from urllib.parse import urlsplit
 
+from .servers import LocalServer
+
 
 @dataclass
 class Turn:
@@ -79,9 +81,16 @@ def hang(seconds: float = 300.0) -> Turn:
 Script = list[Turn] | Callable[[dict, int], Turn]
 
 
-class AnthropicServer:
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:  # a killed CLI drops its connections: not an error here
+        pass
+
+
+class AnthropicServer(LocalServer):
     """Serves on 127.0.0.1 (a free port). `script[i]` answers the request that carries i tool results;
     past the end the last turn repeats. A callable script gets (request body, tool results) instead."""
+
+    http_server_class = _QuietServer
 
     def __init__(self, script: Script, api_key: str = "sk-ant-test-dummy", check_key: bool = True):
         self.script = script
@@ -92,28 +101,11 @@ class AnthropicServer:
         self.bodies: list[dict] = []  # JSON bodies of the main-loop /v1/messages requests
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._closing = threading.Event()
-        self._httpd = _QuietServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        super().__init__()
 
     @property
     def main_requests(self) -> int:
         return sum(1 for entry in self.log if entry["kind"] == "main")
-
-    def __enter__(self) -> "AnthropicServer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._closing.set()  # ends any scripted hang
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
     # -- what to answer ------------------------------------------------------------------
 
@@ -235,11 +227,6 @@ class AnthropicServer:
                 pass
 
         return Handler
-
-
-class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request, client_address) -> None:  # a killed CLI drops its connections: not an error here
-        pass
 
 
 def _json(status: int, data: dict) -> tuple[int, dict, bytes, float, float]:

@@ -23,7 +23,9 @@ import itertools
 import json
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from .servers import LocalServer
 
 DEFAULT_USAGE = {"input_tokens": 1200, "cached_tokens": 200, "output_tokens": 80}
 
@@ -86,7 +88,7 @@ def turn_of(body: dict) -> int:
     return sum(1 for item in items if isinstance(item, dict) and item.get("type") in OUTPUT_TYPES)
 
 
-class ResponsesServer:
+class ResponsesServer(LocalServer):
     """`with ResponsesServer([ToolCall(...), Message("done")]) as server: server.base_url ...`"""
 
     def __init__(self, script: list):
@@ -94,16 +96,8 @@ class ResponsesServer:
         self.requests: list[Request] = []
         self.unknown: list[tuple[str, str]] = []
         self._lock = threading.Lock()
-        self._closing = threading.Event()
         self._ids = itertools.count(1)
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        super().__init__()
 
     @property
     def base_url(self) -> str:
@@ -112,15 +106,6 @@ class ResponsesServer:
     @property
     def responses(self) -> list[Request]:
         return [r for r in self.requests if r.method == "POST" and r.path.split("?")[0] == "/v1/responses"]
-
-    def __enter__(self) -> "ResponsesServer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._closing.set()  # releases hanging handlers
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
     def step_for(self, request: Request):
         if not self.script:

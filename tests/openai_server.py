@@ -28,8 +28,10 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from .servers import LocalServer
 
 # OpenRouter writes whitespace while the upstream model works, before the JSON body.
 KEEP_ALIVE_PADDING = b"\n         \n\n" * 4
@@ -87,8 +89,10 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
-class OpenAIServer:
+class OpenAIServer(LocalServer):
     """`with OpenAIServer({"m": "hi"}) as server: LLMClient(base_url=server.url, api_key="k")`."""
+
+    poll_interval = 0.02
 
     def __init__(self, models: dict[str, Any] | None = None, unknown_status: int = 400, provider: str = "Local"):
         self.models: dict[str, Any] = dict(models or {})
@@ -97,25 +101,12 @@ class OpenAIServer:
         self.requests: list[Request] = []
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
         self._ids = itertools.count(1)
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+        super().__init__()
 
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
-
-    def __enter__(self) -> "OpenAIServer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()  # wake sleeping handlers
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        return self.root_url + "/v1"
 
     def requests_for(self, model: str) -> list[Request]:
         return [r for r in self.requests if r.model == model]
@@ -249,7 +240,7 @@ class OpenAIServer:
                     status, body = server._unknown_model(request.model)
                     self._send(status, json.dumps(body).encode())
                     return
-                if answer.delay and server._stop.wait(answer.delay):
+                if answer.delay and server._closing.wait(answer.delay):
                     return
                 if answer.raw is not None:
                     self._send(answer.status, answer.raw, answer.headers)
@@ -280,7 +271,7 @@ class OpenAIServer:
                 events += [b"data: " + json.dumps(chunk).encode() + b"\n\n" for chunk in server._chunks(request, answer)]
                 events.append(b"data: [DONE]\n\n")
                 for i, event in enumerate(events):
-                    if i and answer.chunk_delay and server._stop.wait(answer.chunk_delay):
+                    if i and answer.chunk_delay and server._closing.wait(answer.chunk_delay):
                         return
                     self.wfile.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
                     self.wfile.flush()

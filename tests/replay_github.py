@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ast
 import json
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -110,9 +109,6 @@ class HeaderServer(ReplayServer):
     def __init__(self, *args, **kwargs):
         self.request_headers: list[dict[str, str]] = []
         super().__init__(*args, **kwargs)
-        # shut down in 50 ms rather than serve_forever's default 0.5 s poll
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
 
     def _handler(self):
         base = super()._handler()

@@ -47,7 +47,46 @@ class Route:
         return reply
 
 
-class ReplayServer:
+class LocalServer:
+    """A threaded HTTP server on 127.0.0.1 (a free port) for one test: `with Server(...) as server`.
+
+    Subclasses set their own state, then call `super().__init__()`, and give `_handler()` (a
+    request-handler class). `_closing` is set on exit so handlers that hang or sleep can stop.
+    """
+
+    http_server_class = ThreadingHTTPServer
+    poll_interval = 0.05  # how long shutdown may wait for serve_forever to notice
+
+    def __init__(self):
+        self._closing = threading.Event()
+        self._httpd = self.http_server_class(("127.0.0.1", 0), self._handler())
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": self.poll_interval},
+                                        daemon=True)
+
+    @property
+    def root_url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def url(self) -> str:
+        return self.root_url
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._closing.set()  # releases handlers that hang or sleep
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def _handler(self):
+        raise NotImplementedError
+
+
+class ReplayServer(LocalServer):
     """`with ReplayServer(routes) as server: server.url ...` — serves on 127.0.0.1, a free port."""
 
     def __init__(self, routes: list[Route] | None = None, latency: float = 0.0,
@@ -58,14 +97,7 @@ class ReplayServer:
         self.requests: list[tuple[str, str]] = []  # (method, path?query)
         self.bodies: list[bytes] = []
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        super().__init__()
 
     @property
     def count(self) -> int:
@@ -75,14 +107,6 @@ class ReplayServer:
         route = Route(method, path, list(replies), query)
         self.routes.append(route)
         return route
-
-    def __enter__(self) -> "ReplayServer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
     def answer(self, method: str, raw_path: str, body: bytes) -> Reply:
         parts = urlsplit(raw_path)

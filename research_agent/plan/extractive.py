@@ -351,15 +351,9 @@ class ExtractiveDistiller:
                 if self._round_trips(_probe_hypothesis(item.id), entry):
                     sources.update(entry)
 
-        plan_baseline = None
-        if isinstance(baseline.get("median"), (int, float)):
-            plan_baseline = {"median": float(f"{float(baseline['median']):.6g}")}
-            if isinstance(baseline.get("cv"), (int, float)) and math.isfinite(baseline["cv"]):
-                plan_baseline["cv"] = round(float(baseline["cv"]), 4)
-
         bottleneck = self._bottleneck(task, baseline, evidence, notes)
         plan = new_plan(objective, metric, direction, hypotheses, sources, bottleneck=bottleneck,
-                        baseline=plan_baseline, status="draft")
+                        baseline=plan_baseline(baseline), status="draft")
         if parse_plan(render_plan(plan)) != plan:  # every piece was checked; this is a last guard
             raise PlanError("internal error: the extractive plan does not survive render -> parse")
         return plan
@@ -559,6 +553,16 @@ def _item_title(item: SourceItem | None) -> str:
     if item is None:
         return ""
     return one_line(item.title, 120) or one_line(item.id, 120)
+
+
+def plan_baseline(baseline: dict) -> dict | None:
+    """The baseline as the plan's front matter records it: median to 6 significant digits, CV to 4 places."""
+    if not isinstance(baseline.get("median"), (int, float)):
+        return None
+    recorded = {"median": float(f"{float(baseline['median']):.6g}")}
+    if isinstance(baseline.get("cv"), (int, float)) and math.isfinite(baseline["cv"]):
+        recorded["cv"] = round(float(baseline["cv"]), 4)
+    return recorded
 
 
 def _probe_hypothesis(sid: str) -> Hypothesis:

@@ -23,7 +23,6 @@ with the problem stated; a second bad answer is one clear error.
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -44,6 +43,7 @@ from .extractive import (
     best_sentences,
     clean_title,
     one_line,
+    plan_baseline,
     quote,
 )
 from .model import Plan, new_plan
@@ -267,15 +267,9 @@ class LLMDistiller:
                 if checker._round_trips(_probe_hypothesis(item.id), entry):
                     sources.update(entry)
 
-        plan_baseline = None
-        if isinstance(baseline.get("median"), (int, float)):
-            plan_baseline = {"median": float(f"{float(baseline['median']):.6g}")}
-            if isinstance(baseline.get("cv"), (int, float)) and math.isfinite(baseline["cv"]):
-                plan_baseline["cv"] = round(float(baseline["cv"]), 4)
-
         bottleneck = self._bottleneck(task, baseline, evidence, answer.bottleneck, warnings, context.notes)
         plan = new_plan(objective, metric, direction, hypotheses, sources, bottleneck=bottleneck,
-                        baseline=plan_baseline, status="draft")
+                        baseline=plan_baseline(baseline), status="draft")
         plan.front["planner"] = self.describe()
         if parse_plan(render_plan(plan)) != plan:
             plan.bottleneck = self._bottleneck(task, baseline, evidence, quote(answer.bottleneck, 30, MAX_TEXT), warnings,

@@ -27,7 +27,7 @@ MINED_KINDS = ("fork", "competitor", "repo", "pr")
 def run_research(task, base_repo: Path, base_commit: str, out_dir: Path, offline: bool = False,
                  notify: Callable[[str], None] = lambda _line: None, profile: str = "") -> Evidence:
     """Read, rank, mine; write out_dir/sources.json and out_dir/notes/; return the evidence."""
-    from .rank import query_text, rank, select
+    from .rank import select_for_task
 
     settings = task.research
     http = Http(cache_dir(), offline=offline, max_age=timedelta(days=settings.max_age_days))
@@ -36,10 +36,7 @@ def run_research(task, base_repo: Path, base_commit: str, out_dir: Path, offline
     items, skipped = read_sources(task, http, queries, base_repo)
     if not items:
         raise UserError("research found nothing: " + ("; ".join(skipped) or "no source is configured"))
-    from .rank import merge_duplicates
-
-    ranked = rank(merge_duplicates(items), query_text(task), settings.weights or None)
-    selected = select(ranked, papers=settings.papers, repos=settings.repos, prs=settings.prs, notes=settings.notes)
+    ranked, selected = select_for_task(items, task)
     patches, snippets, mine_skipped = mine(task, selected, base_repo, base_commit, offline)
     skipped += mine_skipped
     evidence = Evidence(items=ranked, selected=selected, patches=patches, snippets=snippets, skipped=skipped, profile=profile)
@@ -115,7 +112,7 @@ def _github(http: Http, queries: list[str], settings, endpoints: dict, named: li
     if forks_of and settings.prs:
         found += github.pulls(forks_of, settings.prs)
     for full_name in named:
-        found += github.repo(full_name) if hasattr(github, "repo") else github.search(f"repo:{full_name}", 1)
+        found += github.repo(full_name)
     return found, list(github.notices)
 
 

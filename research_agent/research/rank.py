@@ -358,7 +358,7 @@ def select(ranked: list[SourceItem], papers: int = 8, repos: int = 5, prs: int =
 
 
 def select_for_task(items: Iterable[SourceItem], task: Any, today: date | None = None,
-                    notes: int = DEFAULT_LIMITS["notes"]) -> tuple[list[SourceItem], list[SourceItem]]:
+                    notes: int | None = None) -> tuple[list[SourceItem], list[SourceItem]]:
     """merge_duplicates + rank + select with the task's query, weights and limits.
     Returns (every item ranked, the selected ones)."""
     research = getattr(task, "research", None)
@@ -369,6 +369,6 @@ def select_for_task(items: Iterable[SourceItem], task: Any, today: date | None =
         papers=getattr(research, "papers", DEFAULT_LIMITS["papers"]),
         repos=getattr(research, "repos", DEFAULT_LIMITS["repos"]),
         prs=getattr(research, "prs", DEFAULT_LIMITS["prs"]),
-        notes=notes,
+        notes=notes if notes is not None else getattr(research, "notes", DEFAULT_LIMITS["notes"]),
     )
     return ranked, chosen

@@ -19,13 +19,7 @@ import pathspec
 from . import proc
 from .gate import SequentialGate, pair_orders, parse_metric
 from .runtimes.base import Brief, Runtime, RuntimeResult
-
-COMMITTER = {
-    "GIT_AUTHOR_NAME": "research-agent",
-    "GIT_AUTHOR_EMAIL": "research-agent@localhost",
-    "GIT_COMMITTER_NAME": "research-agent",
-    "GIT_COMMITTER_EMAIL": "research-agent@localhost",
-}
+from .target import GIT_IDENTITY as COMMITTER  # the tool's own commits: one identity everywhere
 
 
 @dataclass

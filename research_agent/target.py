@@ -15,7 +15,7 @@ from .errors import TargetError
 
 # Read-only git against the user's repository: no index refresh, no fsmonitor, no hooks.
 READ_ONLY_ENV = {"GIT_OPTIONAL_LOCKS": "0"}
-SNAPSHOT_AUTHOR = {
+GIT_IDENTITY = {  # author and committer of every commit the tool makes
     "GIT_AUTHOR_NAME": "research-agent",
     "GIT_AUTHOR_EMAIL": "research-agent@localhost",
     "GIT_COMMITTER_NAME": "research-agent",
@@ -113,7 +113,7 @@ def _snapshot_folder(path: Path, repo_dir: Path) -> str:
 def _commit_tree_of(path: Path, repo_dir: Path, parent: str | None) -> str:
     """Commit the folder's files (honouring its .gitignore) into repo_dir, using a private index."""
     index = repo_dir / "snapshot.index"
-    env = {"GIT_DIR": str(repo_dir), "GIT_WORK_TREE": str(path.resolve()), "GIT_INDEX_FILE": str(index), **SNAPSHOT_AUTHOR}
+    env = {"GIT_DIR": str(repo_dir), "GIT_WORK_TREE": str(path.resolve()), "GIT_INDEX_FILE": str(index), **GIT_IDENTITY}
     if parent:
         git(["read-tree", parent], env=env)
     git(["add", "--all", "."], cwd=path, env=env)

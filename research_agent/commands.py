@@ -178,12 +178,11 @@ def _summary(run, paths: dict) -> None:
     print(f"report: {shown(paths['report.md'])}")
 
 
-def shown(path: Path) -> str:
+def shown(path: Path | str) -> str:
     """A path as short as it can be: relative to the working directory when it lies under it."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+    from .report import display_path
+
+    return display_path(Path(path))
 
 
 def show_status(run_dir: Path, as_json: bool) -> None:

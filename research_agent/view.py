@@ -30,7 +30,8 @@ class LiveView:
         table = Table(title=f"{self.orch.run.run_id} — {progress.message}", expand=False)
         for column in ("experiment", "hypothesis", "status", "pairs", "effect", "elapsed"):
             table.add_column(column)
-        for row in ledger.experiments():
+        rows = ledger.experiments()  # one read per refresh (4 a second) serves the table and the best line
+        for row in rows:
             state = row["decision"] or progress.phase.get(row["id"]) or row["status"]
             colour = COLOURS.get(row["decision"] or row["status"], "white")
             elapsed = ""
@@ -43,7 +44,7 @@ class LiveView:
         lines = []
         if run.get("baseline_median") is not None:
             lines.append(f"baseline {run['baseline_median']:.4g} (noise CV {run['baseline_cv']:.2%})")
-        kept = [r for r in ledger.experiments() if r["decision"] == "kept"]
+        kept = [r for r in rows if r["decision"] == "kept"]
         if kept:
             best = max(kept, key=lambda r: r["effect_median"] or 0)
             lines.append(f"best so far: {best['id']} {effect_text(best)}")

@@ -56,12 +56,14 @@ Measured rates: benchmarks/gate_accuracy.py.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import re
 import statistics
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -81,6 +83,15 @@ SPEND_BY_FRACTION = 2 / 3
 # measurable power at +2% / +3% (the benchmark's "no futility" rows) and saves ~4 pairs per A/A.
 FUTILITY_BETA = 0.30
 EXACT_MAX_PAIRS = 60
+# One-sided risk, per guard, of keeping a change whose regression there is exactly at the bound
+# (less the further beyond): a bound is a practical tolerance, like min_effect, so it is shown at the
+# same 80% as the size criterion, but spent over the looks. benchmarks/gate_accuracy.py: at 5% a
+# same-run throughput guard at a 2% bound cost 15 points of +3% power; at 20%, under 2.
+GUARD_ALPHA = 0.20
+# The holdout's: with its default bound 0 the candidate must be shown better on inputs it never saw,
+# and a change that only helps the visible input (no change on the holdout, an exact A/A there)
+# passes with probability <= 5%.
+HOLDOUT_ALPHA = 0.05
 
 _FLOAT = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:inf(?:inity)?|nan)"
 _METRIC_LINE = re.compile(r"^\s*METRIC\s+(.*)$", re.MULTILINE)
@@ -117,6 +128,27 @@ def parse_metric(output: str, name: str, regex: str | None = None) -> float | No
     found = [value for line in _METRIC_LINE.findall(output)
              for key, value in _KEY_VALUE.findall(line) if key == name]
     return _median_of_values(found)
+
+
+def parse_metrics(output: str) -> dict[str, float | None]:
+    """Every `METRIC k=v` in a benchmark's output: the median per name, None for a name with any
+    value that is not a finite number."""
+    found: dict[str, list[str]] = {}
+    for line in _METRIC_LINE.findall(output):
+        for key, value in _KEY_VALUE.findall(line):
+            found.setdefault(key, []).append(value)
+    return {key: _median_of_values(values) for key, values in found.items()}
+
+
+def paired_noise(first: list[float], second: list[float]) -> float:
+    """Noise of paired runs of the same build: root mean square of log(second / first).
+
+    That is the standard deviation of the gate's d_i when nothing changed (its mean is 0 by
+    construction, so no degree of freedom goes to estimating it): about CV * sqrt(2) for
+    independent runs, less when slow drift is shared by the two runs of a pair.
+    """
+    d = _log_ratios(first, second, "max")
+    return math.sqrt(sum(x * x for x in d) / len(d))
 
 
 def pair_orders(n_pairs: int, rng: random.Random) -> list[tuple[str, str]]:
@@ -198,10 +230,111 @@ def paired_effect(base: list[float], cand: list[float], direction: str,
 
 
 @dataclass(frozen=True)
+class Bound:
+    """A metric that must not regress by more than max_regression: a guard, or a holdout's metric.
+
+    The regression is the metric's own relative change: for `max` the candidate must keep at least
+    (1 - max_regression) of the base value, for `min` at most (1 + max_regression) times it.
+    """
+    name: str
+    direction: str
+    max_regression: float
+
+    def __post_init__(self):
+        if self.direction not in ("max", "min"):
+            raise ValueError(f"{self.name}: direction must be 'max' or 'min', got {self.direction!r}")
+        if not self.max_regression >= 0 or (self.direction == "max" and self.max_regression >= 1):
+            raise ValueError(f"{self.name}: max_regression must be >= 0 (and < 1 for a max metric), "
+                             f"got {self.max_regression}")
+
+    @property
+    def log_shift(self) -> float:
+        """The bound on the log scale of d (positive = better): log(1 - m) for max, -log(1 + m) for min."""
+        return math.log1p(-self.max_regression) if self.direction == "max" else -math.log1p(self.max_regression)
+
+    @property
+    def limit(self) -> float:
+        """The allowed relative change of the metric itself: -m for max, +m for min."""
+        return -self.max_regression if self.direction == "max" else self.max_regression
+
+
+def metric_change(effect: float, direction: str) -> float:
+    """A gate-convention relative effect (positive = better) as the metric's own change B/A - 1."""
+    if direction == "max" or not math.isfinite(effect):
+        return effect if direction == "max" else (-1.0 if effect == math.inf else math.inf)
+    return 1.0 / (1.0 + effect) - 1.0 if effect > -1 else math.inf
+
+
+@dataclass(frozen=True)
+class Check:
+    """One guard's (or holdout's) non-inferiority verdict at one look, in the metric's own terms."""
+    name: str
+    status: str                    # "pass" (shown within its bound) | "fail" (shown beyond) | "open"
+    change: float                  # median relative change of the metric, B/A - 1 (Hodges–Lehmann)
+    interval: tuple[float, float]  # that change's interval, PRACTICAL_CONFIDENCE each side
+    limit: float                   # the allowed change: -max_regression (max) / +max_regression (min)
+    confidence: float              # one-sided confidence of the strict non-inferiority claim
+    n: int
+
+    def describe(self) -> str:
+        lo, hi = self.interval
+        where = {"pass": "within", "fail": "beyond", "open": "not shown within"}[self.status]
+        return (f"{self.name} {_pct(self.change)} [{_pct(lo)}, {_pct(hi)}] {where} its bound "
+                f"{_pct(self.limit)}" + (f" at {self.confidence:.0%}" if self.status == "pass" else ""))
+
+    def to_dict(self) -> dict:
+        def finite(x):
+            return x if math.isfinite(x) else None
+        return {"name": self.name, "status": self.status, "change": finite(self.change),
+                "interval": [finite(x) for x in self.interval], "limit": self.limit,
+                "confidence": self.confidence, "n": self.n}
+
+
+class NonInferiority:
+    """Sequential one-sided test that a paired metric regressed by no more than its bound.
+
+    z_i = d_i - log_shift (d_i the pair's log-ratio, positive = better): the metric is within its
+    bound when the center of z is > 0. Each look rejects "beyond the bound" exactly as the main
+    gate rejects "no change" (signed-rank critical values, alpha spent along the same looks,
+    later looks calibrated given the magnitudes), so P(pass at some look | regression exactly at
+    the bound) <= alpha for paired log-ratios symmetric about their center, and less beyond it.
+    A look fails the metric when even the optimistic bound at 1 - futility_beta lies beyond the
+    bound; at the last look, not shown within counts as a failure (the caller decides).
+    """
+
+    def __init__(self, bound: Bound, looks: list[int], spend_by: float, alpha: float | None = None,
+                 futility_beta: float = 0.0):
+        self.bound, self.looks, self.spend_by = bound, list(looks), spend_by
+        self.alpha = GUARD_ALPHA if alpha is None else alpha
+        self.futility_beta = futility_beta
+
+    def _spend(self, n: int) -> float:
+        return self.alpha * math.sqrt(min(1.0, n / self.spend_by))
+
+    def assess(self, base: list[float], cand: list[float]) -> Check:
+        b = self.bound
+        d = _log_ratios(base, cand, b.direction)
+        z = [x - b.log_shift for x in d]
+        strict, confidence = _sequential_lower_bound(z, self.looks, self._spend)
+        effect = paired_effect(base, cand, b.direction, PRACTICAL_CONFIDENCE)
+        status = "pass" if strict is not None and strict > 0 else "open"
+        if status == "open" and self.futility_beta and len(d) < self.looks[-1]:
+            optimistic = paired_effect(base, cand, b.direction, 1 - self.futility_beta).ci[1]
+            if math.log1p(optimistic) < b.log_shift:
+                status = "fail"
+        elif status == "open" and math.log1p(effect.ci[1]) < b.log_shift:
+            status = "fail"  # the reported interval lies wholly beyond the bound
+        change = [metric_change(x, b.direction) for x in (effect.median, *effect.ci)]
+        interval = (min(change[1:]), max(change[1:]))
+        return Check(b.name, status, change[0], interval, b.limit, confidence, len(d))
+
+
+@dataclass(frozen=True)
 class Verdict:
     action: str           # "keep" | "discard" | "more"
     effect: Effect | None
     reason: str           # one short human line
+    checks: tuple[Check, ...] = ()  # the guards' verdicts at this look
 
 
 def _pct(x: float) -> str:
@@ -282,11 +415,25 @@ def _critical_values(z: list[float], looks: list[int], spend) -> list[tuple[int,
     return out
 
 
+def _sequential_lower_bound(z: list[float], planned: list[int], spend) -> tuple[float | None, float]:
+    """Strict lower bound of z's center at this look (log scale), calibrated over the looks so far,
+    and its one-sided confidence: the (c+1)-th smallest Walsh average, c the look's critical value.
+    None when this look cannot reject "center <= 0" (too few pairs, or no budget left)."""
+    n = len(z)
+    looks = [look for look in planned if look < n] + [n]
+    c = _critical_values(z, looks, spend)[-1][1]
+    if c < 0:
+        return None, 1 - _null_level(n, 0)
+    walsh = sorted((z[i] + z[j]) / 2 for i in range(n) for j in range(i, n))
+    return walsh[c], 1 - _null_level(n, c)
+
+
 class SequentialGate:
     """Decides keep / discard / more from paired samples, looking once per planned look."""
 
     def __init__(self, min_effect: float = 0.01, repeats: int = 5, max_repeats: int = 15,
-                 direction: str = "max", alpha: float | None = None):
+                 direction: str = "max", alpha: float | None = None, guards: Sequence[Bound] = (),
+                 guard_alpha: float | None = None):
         if direction not in ("max", "min"):
             raise ValueError(f"direction must be 'max' or 'min', got {direction!r}")
         if not 1 <= repeats <= max_repeats:
@@ -310,6 +457,25 @@ class SequentialGate:
         self.null_shift = min(0.0, math.log1p(min_effect))
         interim = len(self.looks) - 1  # the last look needs no futility rule: undecided = discard
         self.futility_beta = FUTILITY_BETA / interim if interim else 0.0
+        self.guard_alpha = GUARD_ALPHA if guard_alpha is None else guard_alpha
+        if not 0 < self.guard_alpha < 0.5:
+            raise ValueError(f"guard alpha must be in (0, 0.5), got {self.guard_alpha}")
+        self.guards = [self.non_inferiority(bound) for bound in guards]
+
+    def non_inferiority(self, bound: Bound, alpha: float | None = None) -> NonInferiority:
+        """A test of `bound` on the same looks and spending shape as this gate (guards, holdout)."""
+        return NonInferiority(bound, self.looks, self.spend_by, alpha or self.guard_alpha, self.futility_beta)
+
+    def to_spec(self) -> dict:
+        """Plain data that from_spec() turns back into an equal gate (for a job file)."""
+        return {"min_effect": self.min_effect, "repeats": self.looks[0], "max_repeats": self.looks[-1],
+                "direction": self.direction, "alpha": self.alpha, "guard_alpha": self.guard_alpha,
+                "guards": [dataclasses.asdict(g.bound) for g in self.guards]}
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> SequentialGate:
+        return cls(spec["min_effect"], spec["repeats"], spec["max_repeats"], spec["direction"], spec.get("alpha"),
+                   [Bound(**g) for g in spec.get("guards") or []], spec.get("guard_alpha"))
 
     def _spend(self, n: int) -> float:
         return self.alpha * math.sqrt(min(1.0, n / self.spend_by))
@@ -326,16 +492,43 @@ class SequentialGate:
         short (fewer pairs than planned) counts as a look at the pairs it has.
         """
         z = [x - self.null_shift for x in _log_ratios(base, cand, self.direction)]
-        n = len(z)
-        looks = [look for look in self.looks if look < n] + [n]
-        c = _critical_values(z, looks, self._spend)[-1][1]
-        if c < 0:
-            return None, 1 - _null_level(n, 0)
-        walsh = sorted((z[i] + z[j]) / 2 for i in range(n) for j in range(i, n))
-        return _relative(walsh[c] + self.null_shift), 1 - _null_level(n, c)
+        bound, confidence = _sequential_lower_bound(z, self.looks, self._spend)
+        return (None if bound is None else _relative(bound + self.null_shift)), confidence
 
-    def decide(self, base: list[float], cand: list[float]) -> Verdict:
-        """Call once per completed batch: the error control counts looks."""
+    def decide(self, base: list[float], cand: list[float],
+               guards: Mapping[str, tuple[list[float], list[float]]] | None = None) -> Verdict:
+        """Call once per completed batch: the error control counts looks.
+
+        `guards` maps each guard's name to its (base, cand) values in the same pairs. A keep needs
+        the main metric's keep and every guard shown within its bound at this look; a guard shown
+        beyond its bound discards at once; a guard not yet shown within asks for more pairs.
+        """
+        verdict = self._decide_main(base, cand)
+        if not self.guards or verdict.effect is None:
+            return verdict
+        missing = [g.bound.name for g in self.guards if g.bound.name not in (guards or {})]
+        if missing:
+            raise ValueError(f"no values for guard(s) {', '.join(missing)}")
+        checks = tuple(g.assess(*guards[g.bound.name]) for g in self.guards)
+        n, effect = len(base), verdict.effect
+        failed = [c for c in checks if c.status == "fail"]
+        if verdict.action == "discard":
+            return dataclasses.replace(verdict, checks=checks)
+        if failed:
+            return Verdict("discard", effect, "; ".join(f"guard {c.describe()}" for c in failed)
+                           + f" (n={n} pairs)", checks)
+        if verdict.action != "keep":
+            return dataclasses.replace(verdict, checks=checks)
+        unshown = [c for c in checks if c.status != "pass"]
+        if not unshown:
+            within = ", ".join(f"{c.name} {_pct(c.change)}" for c in checks)
+            return Verdict("keep", effect, f"{verdict.reason}; guards within bounds: {within}", checks)
+        open_text = "; ".join(f"guard {c.describe()}" for c in unshown)
+        if n >= self.looks[-1]:
+            return Verdict("discard", effect, f"{open_text} at max {n} pairs", checks)
+        return Verdict("more", effect, f"main metric would be kept, but {open_text} (n={n} pairs)", checks)
+
+    def _decide_main(self, base: list[float], cand: list[float]) -> Verdict:
         n, max_n, target = len(base), self.looks[-1], _pct(self.min_effect)
         if n == 0 and not cand:
             return Verdict("more", None, "no pairs yet")

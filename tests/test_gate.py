@@ -1,21 +1,28 @@
 import itertools
 import math
 import random
+import re
 
 import pytest
 
 from research_agent.gate import (
     DEFAULT_ALPHA,
+    GUARD_ALPHA,
     PRACTICAL_CONFIDENCE,
+    Bound,
     Effect,
+    NonInferiority,
     SequentialGate,
     _critical_values,
     _joint_null,
     _signed_rank_cdf,
     _walsh_trim,
     pair_orders,
+    metric_change,
     paired_effect,
+    paired_noise,
     parse_metric,
+    parse_metrics,
     summarize,
 )
 
@@ -415,3 +422,111 @@ def test_effect_is_frozen():
     effect = Effect(0.01, (0.0, 0.02), 5, 0.9)
     with pytest.raises(Exception):
         effect.median = 1.0  # type: ignore[misc]
+
+
+# --- every metric -------------------------------------------------------------------------------
+
+def test_parse_metrics_reads_every_name_with_medians_and_marks_bad_ones():
+    out = "METRIC gflops=1.5 ms=30\nnoise\nMETRIC ms=10\nMETRIC ms=20\nMETRIC bad=nan\n# METRIC no=1\n"
+    assert parse_metrics(out) == {"gflops": 1.5, "ms": 20.0, "bad": None}
+    assert parse_metrics("no metrics here\n") == {}
+
+
+# --- guards: non-inferiority on the same pairs --------------------------------------------------
+
+def test_bound_is_the_metrics_own_relative_change():
+    assert Bound("mbps", "max", 0.02).limit == -0.02
+    assert Bound("rss_mb", "min", 0.05).limit == 0.05
+    assert math.isclose(Bound("mbps", "max", 0.02).log_shift, math.log(0.98))
+    assert math.isclose(Bound("rss_mb", "min", 0.05).log_shift, -math.log(1.05))
+    assert math.isclose(metric_change(-0.5, "min"), 1.0)  # half as good at `min` = twice the value
+    assert math.isclose(metric_change(0.25, "max"), 0.25)
+    for bad in (("x", "max", 1.0), ("x", "min", -0.1), ("x", "up", 0.1)):
+        with pytest.raises(ValueError):
+            Bound(*bad)
+
+
+@pytest.mark.parametrize("direction", ["max", "min"])
+def test_guard_at_exactly_its_bound_passes_at_most_alpha_over_all_looks(direction):
+    # With the regression exactly at the bound, z = d - log_shift is symmetric about 0: every sign
+    # pattern of z is equally likely given the magnitudes. Enumerate them through the looks.
+    rng, n_max, alpha = random.Random(4), 11, 0.2
+    mags = [abs(rng.gauss(0, 0.02)) for _ in range(n_max)]
+    bound = Bound("g", direction, 0.05)
+    test = SequentialGate(min_effect=0.0, repeats=4, max_repeats=n_max).non_inferiority(bound, alpha)
+    passes = 0
+    sign = 1 if direction == "max" else -1
+    for signs in itertools.product([1, -1], repeat=n_max):
+        cand = [math.exp(sign * (s * m + bound.log_shift)) for s, m in zip(signs, mags)]
+        base = [1.0] * n_max
+        passed = False
+        for look in (4, 8, 11):
+            check = test.assess(base[:look], cand[:look])
+            if check.status == "pass":
+                passed = True
+                break
+            if check.status == "fail":
+                break
+        passes += passed
+    assert passes <= alpha * 2 ** n_max
+    assert passes >= 0.6 * alpha * 2 ** n_max  # and the budget is used
+
+
+def _guarded(rng, n, gain, guard_ratio, guard_cv=0.005):
+    base, cand = _arms(rng, n, gain)
+    g_base = [100 * rng.gauss(1, guard_cv) for _ in range(n)]
+    g_cand = [v * guard_ratio * rng.gauss(1, guard_cv) for v in g_base]
+    return base, cand, {"rss_mb": (g_base, g_cand)}
+
+
+def test_guard_beyond_its_bound_discards_naming_it_and_its_interval():
+    gate = SequentialGate(guards=[Bound("rss_mb", "min", 0.05)])
+    base, cand, guards = _guarded(random.Random(3), 10, 1.0, 3.0)  # twice as fast, three times the memory
+    assert SequentialGate().decide(base, cand).action == "keep"
+    verdict = gate.decide(base, cand, guards)
+    assert verdict.action == "discard"
+    assert re.match(r"guard rss_mb \+(199\.\d|200\.\d)% \[\+", verdict.reason), verdict.reason
+    assert "beyond its bound +5.0%" in verdict.reason
+    (check,) = verdict.checks
+    assert check.status == "fail" and check.interval[0] > 1.9 and check.limit == 0.05
+    early = gate.decide(base[:5], cand[:5], {"rss_mb": tuple(v[:5] for v in guards["rss_mb"])})
+    assert early.action == "discard"  # shown beyond the bound at the first look already
+
+
+def test_guard_within_its_bound_keeps_and_says_so():
+    gate = SequentialGate(guards=[Bound("rss_mb", "min", 0.05)])
+    base, cand, guards = _guarded(random.Random(3), 10, 0.10, 1.0)
+    verdict = gate.decide(base, cand, guards)
+    assert verdict.action == "keep"
+    assert "guards within bounds: rss_mb" in verdict.reason
+    assert verdict.checks[0].status == "pass" and verdict.checks[0].confidence >= 1 - GUARD_ALPHA
+
+
+def test_guard_not_yet_shown_within_asks_for_more_then_discards_at_max():
+    gate = SequentialGate(guards=[Bound("mbps", "max", 0.01)])
+    rng = random.Random(5)
+    base, cand = _arms(rng, 15, 0.2)
+    g_base = [rng.gauss(1, 0.1) for _ in range(15)]
+    g_cand = [rng.gauss(1, 0.1) for _ in range(15)]  # too noisy to show a 1% bound
+    verdict = gate.decide(base[:10], cand[:10], {"mbps": (g_base[:10], g_cand[:10])})
+    assert verdict.action == "more" and "main metric would be kept, but guard mbps" in verdict.reason
+    last = gate.decide(base, cand, {"mbps": (g_base, g_cand)})
+    assert last.action == "discard" and "not shown within its bound -1.0%" in last.reason
+    with pytest.raises(ValueError, match="no values for guard"):
+        gate.decide(base, cand)
+
+
+def test_gate_spec_round_trips_with_guards():
+    gate = SequentialGate(0.02, 4, 12, "min", 0.02, [Bound("rss_mb", "min", 0.1)], 0.1)
+    again = SequentialGate.from_spec(gate.to_spec())
+    assert again.to_spec() == gate.to_spec() and again.looks == gate.looks
+    assert again.guards[0].bound == Bound("rss_mb", "min", 0.1) and again.guards[0].alpha == 0.1
+
+
+def test_paired_noise_is_the_rms_log_ratio():
+    assert paired_noise([1.0, 2.0], [1.0, 2.0]) == 0.0
+    assert math.isclose(paired_noise([1.0, 1.0], [math.e ** 0.1, math.e ** -0.1]), 0.1)
+    rng = random.Random(2)
+    first = [rng.gauss(1, 0.02) for _ in range(4000)]
+    second = [rng.gauss(1, 0.02) for _ in range(4000)]
+    assert 0.025 < paired_noise(first, second) < 0.032  # ~ CV * sqrt(2)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psutil
 
+from . import usage as accounting
 # Live process groups, so an interrupt can kill every running command at once.
 _live: dict[int, subprocess.Popen] = {}
 _live_lock = threading.Lock()
@@ -31,6 +32,7 @@ class Result:
     seconds: float
     timed_out: bool = False
     stopped: bool = False
+    usage: accounting.Usage | None = None  # the tree's peak RSS and CPU time, when asked for
 
     @property
     def ok(self) -> bool:
@@ -47,23 +49,41 @@ def run(
     env: dict[str, str] | None = None,
     log_path: Path | None = None,
     stdin_text: str | None = None,
+    usage: bool = False,
 ) -> Result:
-    """Run `command` (a shell string, or an argv list) and capture its combined output."""
+    """Run `command` (a shell string, or an argv list) and capture its combined output.
+
+    With `usage`, the command runs under research_agent/usage.py's launcher and Result.usage holds
+    its process tree's peak RSS and CPU time, from the OS's accounting of that tree alone.
+    """
     if _stopping.is_set():
         return Result(None, "not started: stopping", 0.0, stopped=True)
     started = time.monotonic()
-    proc = subprocess.Popen(
-        command,
-        shell=isinstance(command, str),
-        cwd=str(cwd),
-        env={**os.environ, **(env or {})},
-        stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # own process group: killable as a whole
-        text=True,
-        errors="replace",
-    )
+    argv, report = command, None
+    if usage:
+        report, write_end = os.pipe()
+        argv = accounting.launcher_argv(write_end, ["/bin/sh", "-c", command] if isinstance(command, str) else list(command))
+    try:
+        proc = subprocess.Popen(
+            argv,
+            shell=isinstance(argv, str),
+            cwd=str(cwd),
+            env={**os.environ, **(env or {})},
+            stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # own process group: killable as a whole
+            text=True,
+            errors="replace",
+            pass_fds=(write_end,) if usage else (),
+        )
+    except BaseException:
+        if usage:
+            os.close(report)
+        raise
+    finally:
+        if usage:
+            os.close(write_end)  # the launcher holds the only write end now
     with _live_lock:
         _live[proc.pid] = proc
     timed_out = False
@@ -87,7 +107,8 @@ def run(
                 log.write(f"[killed after {timeout:.0f}s timeout]\n")
             log.write(f"[exit {proc.returncode}, {seconds:.2f}s]\n")
     code = None if (timed_out or stopped) else proc.returncode
-    return Result(code, output or "", seconds, timed_out=timed_out, stopped=stopped)
+    measured = accounting.read_report(report) if usage else None
+    return Result(code, output or "", seconds, timed_out=timed_out, stopped=stopped, usage=measured)
 
 
 def kill_tree(proc: subprocess.Popen) -> None:

@@ -65,3 +65,78 @@ def test_stop_all_kills_running_commands(tmp_path):
     finally:
         proc.reset()
     assert proc.run("echo yes", cwd=tmp_path).ok
+
+
+# --- resource accounting of the finished tree -----------------------------------------------------
+
+ALLOC = "import sys; b = bytearray(int(sys.argv[1]) * 2**20); b[::4096] = b'x' * len(b[::4096])"
+BURN = "import sys; n = 0\nfor i in range(int(sys.argv[1])): n += i"
+
+
+def _script(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_usage_counts_a_grandchilds_memory_and_every_processs_cpu(tmp_path):
+    _script(tmp_path, "alloc.py", ALLOC)
+    _script(tmp_path, "burn.py", BURN)
+    # The big process is a grandchild (a shell in a shell); two CPU burners run one after another.
+    one = proc.run("python3 -S burn.py 3000000", cwd=tmp_path, usage=True).usage
+    tree = proc.run("sh -c 'python3 -S alloc.py 200; true'; python3 -S burn.py 3000000; python3 -S burn.py 3000000",
+                    cwd=tmp_path, usage=True)
+    assert tree.ok and tree.usage is not None
+    assert 200 <= tree.usage.rss_mb < 400
+    assert 1.5 < tree.usage.cpu_s / one.cpu_s < 3.0  # both burners counted (CPU time, not wall)
+    assert proc.run("true", cwd=tmp_path).usage is None  # only when asked for
+
+
+def test_usage_of_concurrent_commands_is_not_mixed(tmp_path):
+    import threading
+
+    _script(tmp_path, "alloc.py", ALLOC)
+    results = {}
+    gate = threading.Barrier(2)
+
+    def run(name, command):
+        gate.wait()
+        results[name] = proc.run(command, cwd=tmp_path, usage=True)
+
+    threads = [threading.Thread(target=run, args=("big", "python3 -S alloc.py 300")),
+               threading.Thread(target=run, args=("small", "python3 -S alloc.py 1"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert results["big"].usage.rss_mb >= 300
+    assert results["small"].usage.rss_mb < 100
+
+
+def test_usage_counts_an_orphan_that_exited_inside_the_tree(tmp_path):
+    _script(tmp_path, "alloc.py", ALLOC)
+    # The subshell exits at once, orphaning its child; the command waits until that orphan is a
+    # zombie (exited, not yet reaped): the launcher, its subreaper, then reaps and counts it.
+    command = ("(python3 -S alloc.py 250 & echo $! > orphan.pid); pid=$(cat orphan.pid); "
+               "while [ -e /proc/$pid ] && ! grep -q '^State:.*Z' /proc/$pid/status; do sleep 0.01; done")
+    result = proc.run(command, cwd=tmp_path, usage=True)
+    assert result.ok and result.usage.rss_mb >= 250
+
+
+def test_usage_keeps_exit_codes_and_signals_as_they_were(tmp_path):
+    for command in ("exit 3", "kill -TERM $$", "echo out; echo err >&2"):
+        plain, measured = proc.run(command, cwd=tmp_path), proc.run(command, cwd=tmp_path, usage=True)
+        assert (plain.returncode, plain.output) == (measured.returncode, measured.output)
+    missing = proc.run(["no-such-program-here"], cwd=tmp_path, usage=True)
+    assert missing.returncode == 127 and "no-such-program-here" in missing.output
+
+
+def test_usage_after_a_timeout_is_none_and_the_tree_is_killed(tmp_path):
+    result = proc.run("sleep 60 & echo $! > child.pid; wait", cwd=tmp_path, timeout=1.0, usage=True)
+    assert result.timed_out and result.usage is None
+    try:
+        child = psutil.Process(int((tmp_path / "child.pid").read_text()))
+    except psutil.NoSuchProcess:
+        return
+    _, alive = psutil.wait_procs([child], timeout=30)  # killed: it goes within the grace period
+    assert not alive

@@ -103,12 +103,7 @@ def _main(argv: list) -> int:
     if pid == 0:
         os.close(fd)
         _exec_child(command)
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            break
-        except InterruptedError:
-            continue
+    _, status = os.waitpid(pid, 0)
     while True:  # orphans of the tree that have exited (they are ours, as subreaper)
         try:
             if os.waitpid(-1, os.WNOHANG)[0] == 0:

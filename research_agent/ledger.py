@@ -101,6 +101,31 @@ MIGRATIONS = [
     """
     ALTER TABLE runs ADD COLUMN options TEXT;
     """,
+    # 3: every metric of every benchmark run, guard / holdout / build checks, worker noise
+    """
+    CREATE TABLE metrics (
+        experiment_id TEXT NOT NULL,     -- an experiment id, or 'baseline'
+        attempt INTEGER NOT NULL,
+        bench TEXT NOT NULL,             -- bench | holdout-<n> | noise
+        arm TEXT NOT NULL,               -- baseline | base | cand (noise: first | second)
+        idx INTEGER NOT NULL,
+        name TEXT NOT NULL,              -- a METRIC name, or the built-in rss_mb / cpu_s
+        value REAL,                      -- NULL: printed, but not a finite number
+        created REAL NOT NULL,
+        PRIMARY KEY (experiment_id, attempt, bench, arm, idx, name)
+    );
+    CREATE TABLE noise (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        worker TEXT NOT NULL,
+        experiment_id TEXT,              -- the experiment it ran before
+        pairs INTEGER NOT NULL,
+        noise REAL,                      -- paired noise: RMS of log(second / first)
+        bound REAL NOT NULL,             -- experiments.max_noise
+        action TEXT NOT NULL,            -- ok | warned | replaced
+        created REAL NOT NULL
+    );
+    ALTER TABLE experiments ADD COLUMN checks TEXT;  -- JSON: guards, holdout, identical build
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -259,6 +284,33 @@ class Ledger:
     def _latest_attempt(self, exp_id: str) -> int:
         row = self._execute("SELECT MAX(attempt) FROM samples WHERE experiment_id=?", (exp_id,)).fetchone()
         return row[0] or 0
+
+    # --- every metric, worker noise ---------------------------------------------------------
+
+    def add_metrics(self, exp_id: str, attempt: int, bench: str, arm: str, idx: int, metrics: dict[str, float | None]) -> None:
+        now = time.time()
+        with self._lock:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO metrics (experiment_id, attempt, bench, arm, idx, name, value, created) VALUES (?,?,?,?,?,?,?,?)",
+                [(exp_id, attempt, bench, arm, idx, name, value, now) for name, value in metrics.items()],
+            )
+
+    def metrics(self, exp_id: str, attempt: int | None = None) -> list[dict]:
+        """Rows (bench, arm, idx, name, value) of one attempt (default: the latest with metrics)."""
+        if attempt is None:
+            row = self._execute("SELECT MAX(attempt) FROM metrics WHERE experiment_id=?", (exp_id,)).fetchone()
+            attempt = row[0] or 0
+        return self._rows("SELECT bench, arm, idx, name, value FROM metrics WHERE experiment_id=? AND attempt=?"
+                          " ORDER BY bench, arm, idx, name", (exp_id, attempt))
+
+    def add_noise(self, worker: str, exp_id: str | None, pairs: int, noise: float | None, bound: float, action: str) -> None:
+        self._execute(
+            "INSERT INTO noise (worker, experiment_id, pairs, noise, bound, action, created) VALUES (?,?,?,?,?,?,?)",
+            (worker, exp_id, pairs, noise, bound, action, time.time()),
+        )
+
+    def noise(self) -> list[dict]:
+        return self._rows("SELECT * FROM noise ORDER BY id")
 
     # --- workers, costs, events -------------------------------------------------------------
 

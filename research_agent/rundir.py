@@ -67,7 +67,9 @@ def create(task: Task, plan: Plan | None, path: Path, allow_dirty: bool, options
                 task.repo_is_url(),
                 path,
                 allow_dirty,
+                hidden=task.holdout_inside_repo(),
             )
+        copy_holdout(task, path)
     except BaseException:
         shutil.rmtree(path, ignore_errors=True)  # nothing half-made left behind on bad input
         raise
@@ -82,6 +84,26 @@ def create(task: Task, plan: Plan | None, path: Path, allow_dirty: bool, options
     run = RunDir(path, run_id, load_task(path / "task.yaml"), None, ledger)
     run.plan = load_plan(run.plan_path) if plan is not None else None
     return run, prepared.notice
+
+
+def holdout_dir(run_path: Path) -> Path:
+    """RUN_DIR/holdout: the run's copy of the holdout files, outside every worktree."""
+    return Path(run_path) / "holdout"
+
+
+def copy_holdout(task: Task, run_path: Path) -> None:
+    """Copy the holdout files into RUN_DIR/holdout (a resumed run keeps its copy if the sources moved)."""
+    if task.holdout is None:
+        return
+    for name, source in task.holdout.files.items():
+        target_path = holdout_dir(run_path) / name
+        if not Path(source).exists() and target_path.exists():
+            continue
+        target_path.parent.mkdir(parents=True, exist_ok=True)
+        if Path(source).is_dir():
+            shutil.copytree(source, target_path, dirs_exist_ok=True)
+        else:
+            shutil.copy2(source, target_path)
 
 
 def open_run(path: Path, task_check: Task | None = None) -> RunDir:

@@ -43,8 +43,11 @@ def git(args: list[str], cwd: Path | None = None, env: dict | None = None, check
     return result.stdout.strip()
 
 
-def prepare(source: str, is_url: bool, run_dir: Path, allow_dirty: bool) -> Target:
-    """Clone, or snapshot, the target into RUN_DIR/repo.git and return the commit to start from."""
+def prepare(source: str, is_url: bool, run_dir: Path, allow_dirty: bool, hidden: list[str] = ()) -> Target:
+    """Clone, or snapshot, the target into RUN_DIR/repo.git and return the commit to start from.
+
+    `hidden`: repo-relative files the run's repository must not contain (the holdout's): left out
+    of a snapshot, and refused when the checkout's history has them."""
     repo_dir = (run_dir / "repo.git").resolve()  # git runs in other folders: no relative paths
     if is_url:
         return _clone_url(source, repo_dir)
@@ -55,9 +58,13 @@ def prepare(source: str, is_url: bool, run_dir: Path, allow_dirty: bool) -> Targ
         raise TargetError(f"target is not a directory: {source}")
     toplevel = git(["rev-parse", "--show-toplevel"], cwd=path, check=False)
     if toplevel and Path(toplevel).resolve() == path.resolve():
-        return _clone_checkout(path, repo_dir, allow_dirty)
+        tracked = [name for name in hidden if git(["ls-files", "--", name], cwd=path)]
+        if tracked:
+            raise TargetError(f"holdout file {tracked[0]} is tracked in {path.name}/, where the runtime would read it: "
+                              "keep holdout files outside the repository (or untrack them)")
+        return _clone_checkout(path, repo_dir, allow_dirty, hidden)
     inside = "a folder inside another git repository" if toplevel else "not a git repository"
-    commit = _snapshot_folder(path, repo_dir)
+    commit = _snapshot_folder(path, repo_dir, hidden)
     return Target(repo_dir, commit, f"{path.name}/ is {inside}: the run works on a snapshot of it (the original is not touched)")
 
 
@@ -86,11 +93,11 @@ def _clone_url(url: str, repo_dir: Path) -> Target:
     return Target(repo_dir, git(["rev-parse", "HEAD"], cwd=repo_dir), None)
 
 
-def _clone_checkout(path: Path, repo_dir: Path, allow_dirty: bool) -> Target:
+def _clone_checkout(path: Path, repo_dir: Path, allow_dirty: bool, hidden: list[str] = ()) -> Target:
     head = git(["rev-parse", "--verify", "--quiet", "HEAD"], cwd=path, check=False)
     if not head:
         # No commit yet: treat it like a plain folder.
-        return Target(repo_dir, _snapshot_folder(path, repo_dir), f"{path.name}/ has no commits yet: the run works on a snapshot of its files")
+        return Target(repo_dir, _snapshot_folder(path, repo_dir, hidden), f"{path.name}/ has no commits yet: the run works on a snapshot of its files")
     dirty = git(["status", "--porcelain", "--untracked-files=no", "--ignore-submodules"], cwd=path)
     if dirty and not allow_dirty:
         count = len(dirty.splitlines())
@@ -98,25 +105,25 @@ def _clone_checkout(path: Path, repo_dir: Path, allow_dirty: bool) -> Target:
     git(["clone", "--quiet", "--bare", "--no-hardlinks", str(path.resolve()), str(repo_dir)])
     if not dirty:
         return Target(repo_dir, head, None)
-    commit = _commit_tree_of(path, repo_dir, parent=head)
+    commit = _commit_tree_of(path, repo_dir, parent=head, hidden=hidden)
     return Target(repo_dir, commit, f"{path.name}/ has uncommitted changes: experiments start from a snapshot of them (--allow-dirty)")
 
 
-def _snapshot_folder(path: Path, repo_dir: Path) -> str:
+def _snapshot_folder(path: Path, repo_dir: Path, hidden: list[str] = ()) -> str:
     git(["init", "--quiet", "--bare", str(repo_dir)])
-    commit = _commit_tree_of(path, repo_dir, parent=None)
+    commit = _commit_tree_of(path, repo_dir, parent=None, hidden=hidden)
     git(["update-ref", "refs/heads/main", commit], cwd=repo_dir)
     git(["symbolic-ref", "HEAD", "refs/heads/main"], cwd=repo_dir)
     return commit
 
 
-def _commit_tree_of(path: Path, repo_dir: Path, parent: str | None) -> str:
-    """Commit the folder's files (honouring its .gitignore) into repo_dir, using a private index."""
+def _commit_tree_of(path: Path, repo_dir: Path, parent: str | None, hidden: list[str] = ()) -> str:
+    """Commit the folder's files (honouring its .gitignore, leaving out `hidden`) into repo_dir, using a private index."""
     index = repo_dir / "snapshot.index"
     env = {"GIT_DIR": str(repo_dir), "GIT_WORK_TREE": str(path.resolve()), "GIT_INDEX_FILE": str(index), **GIT_IDENTITY}
     if parent:
         git(["read-tree", parent], env=env)
-    git(["add", "--all", "."], cwd=path, env=env)
+    git(["add", "--all", "--", ".", *(f":(exclude,literal){name}" for name in hidden)], cwd=path, env=env)
     tree = git(["write-tree"], env=env)
     index.unlink(missing_ok=True)
     args = ["commit-tree", tree, "-m", f"research-agent snapshot of {path.name}"]

@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
+import pathspec
 import yaml
 from pydantic import (
     BaseModel,
@@ -82,13 +83,7 @@ class Metric(_Strict):
     @field_validator("name")
     @classmethod
     def _name_is_one_word(cls, name: str) -> str:
-        if not name.strip():
-            raise ValueError("must not be empty")
-        if re.search(r"[\s=]", name):
-            raise ValueError(
-                f"must be one word without spaces or '=' (it is read from 'METRIC <name>=<value>' lines), got {name!r}"
-            )
-        return name
+        return _one_word_metric(name)
 
     @field_validator("regex")
     @classmethod
@@ -102,6 +97,71 @@ class Metric(_Strict):
         if compiled.groups < 1:
             raise ValueError("needs a capture group: group 1 is the metric value, e.g. 'gflops: ([0-9.]+)'")
         return regex
+
+
+BUILTIN_METRICS = ("rss_mb", "cpu_s")  # measured by the OS for every benchmark run (lower is better)
+HOLDOUT_DIR_VAR = "RA_HOLDOUT_DIR"  # where a holdout command finds its files on the worker
+
+
+def _one_word_metric(name: str) -> str:
+    if not name.strip():
+        raise ValueError("must not be empty")
+    if re.search(r"[\s=]", name):
+        raise ValueError(
+            f"must be one word without spaces or '=' (it is read from 'METRIC <name>=<value>' lines), got {name!r}"
+        )
+    return name
+
+
+class Guard(_Strict):
+    """A metric of the same benchmark runs that a kept change must not regress beyond max_regression."""
+
+    direction: Literal["max", "min"] | None = None  # default: min for the built-ins rss_mb and cpu_s
+    max_regression: Number = Field(ge=0)  # relative: 0.05 = at most 5% worse than the base
+
+
+class Holdout(_Strict):
+    """Benchmarks the runtime never sees, run on every candidate that passes the main gate.
+
+    Each word of a command that names a file beside the task file (not one git ignores there, such
+    as a build output) is a holdout file: kept out of the run's repository, copied to the run
+    directory and shipped to cloud workers outside the worktree, and reached through
+    $RA_HOLDOUT_DIR. The commands run from the worktree root, like the bench.
+    """
+
+    commands: StrList
+    files: dict[str, str] = Field(default_factory=dict)  # name under $RA_HOLDOUT_DIR -> source file
+    metric: str | None = None  # default: the task's metric (and its regex)
+    regex: str | None = None
+    direction: Literal["max", "min"] | None = None  # default: the task metric's
+    max_regression: Number = Field(0.0, ge=0, lt=1)  # 0: the candidate must be shown better there
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_forms(cls, data: Any) -> Any:
+        if isinstance(data, (str, list)):  # `holdout: ./bench-holdout.sh` or a list of commands
+            return {"commands": data}
+        if isinstance(data, dict) and isinstance(data.get("files"), (list, str)):
+            data = {**data, "files": {_holdout_name(f): f for f in _as_list(data["files"])}}
+        return data
+
+    @field_validator("commands")
+    @classmethod
+    def _some_commands(cls, commands: list[str]) -> list[str]:
+        if not commands or any(not c.strip() for c in commands):
+            raise ValueError("needs at least one non-empty command")
+        return commands
+
+    @field_validator("metric")
+    @classmethod
+    def _metric_one_word(cls, name: str | None) -> str | None:
+        return None if name is None else _one_word_metric(name)
+
+
+def _holdout_name(path: str) -> str:
+    """A holdout file's name under $RA_HOLDOUT_DIR: its path relative to the task file, kept inside."""
+    parts = [part for part in Path(os.path.normpath(path)).parts if part not in ("/", ".")]
+    return "/".join("__" if part == ".." else part for part in parts)
 
 
 class Timeouts(_Strict):
@@ -119,6 +179,8 @@ class Experiments(_Strict):
     repeats: Count = Field(5, ge=2)
     max_repeats: Count = 15
     min_effect: Number = Field(0.01, ge=0, lt=1)
+    noise_pairs: Count = Field(3, ge=0)  # base-vs-base pairs on each worker before its first experiment; 0: off
+    max_noise: Number = Field(0.05, gt=0)  # paired noise (sd of log-ratios) above which a worker is noisy
 
     @field_validator("max_repeats")
     @classmethod
@@ -231,6 +293,8 @@ class Task(_Strict):
     planner: FreeDict = Field(default_factory=dict)
     workers: Workers = Field(default_factory=Workers)
     budget_usd: Number | None = Field(None, gt=0)
+    guards: Annotated[dict[str, Guard], BeforeValidator(_none_as_empty_mapping)] = Field(default_factory=dict)
+    holdout: Holdout | None = None
 
     # Where the task came from; not part of the spec, so never dumped or compared.
     source: str | None = Field(None, exclude=True)
@@ -276,6 +340,70 @@ class Task(_Strict):
             self.goal = f"Improve {self.metric.name}"
         return self
 
+    @field_validator("guards")
+    @classmethod
+    def _guard_names_and_directions(cls, guards: dict[str, Guard]) -> dict[str, Guard]:
+        for name, guard in guards.items():
+            _one_word_metric(name)
+            if guard.direction is None:
+                if name not in BUILTIN_METRICS:
+                    raise ValueError(f"{name}: needs a direction (max or min)")
+                guard.direction = "min"
+            if guard.direction == "max" and guard.max_regression >= 1:
+                raise ValueError(f"{name}: max_regression must be < 1 for a max metric, got {guard.max_regression}")
+        return guards
+
+    @model_validator(mode="after")
+    def _guards_are_not_the_metric(self) -> Task:
+        if self.metric.name in self.guards:
+            raise ValueError(f"guards: {self.metric.name} is the gated metric itself")
+        return self
+
+    @model_validator(mode="after")
+    def _resolve_holdout(self) -> Task:
+        """Holdout files found in the commands, and the commands rewritten to reach them."""
+        holdout = self.holdout
+        if holdout is None:
+            return self
+        files = {name: str(self._local(source).resolve()) for name, source in holdout.files.items()}
+        in_repo = set(self._repo_files_of_commands(self.bench, self.check))
+        repo_root = None if self.repo_is_url() else self.repo_path()
+        protected = pathspec.PathSpec.from_lines("gitwildmatch", self.protected)
+        commands = []
+        for command in holdout.commands:
+            def to_holdout_dir(match: re.Match) -> str:
+                word = match.group(0).strip("'\"")
+                if not word or word.startswith("$") or os.path.isabs(word):
+                    return match.group(0)
+                source = self._local(word)
+                if not source.is_file() or _git_ignores(source):
+                    return match.group(0)
+                if repo_root is not None and source.resolve().is_relative_to(repo_root):
+                    relative = source.resolve().relative_to(repo_root).as_posix()
+                    if relative in in_repo or protected.match_file(relative):
+                        return match.group(0)  # a repository file the bench or check uses too: stays
+                name = _holdout_name(word)
+                files.setdefault(name, str(source.resolve()))
+                return f'"${HOLDOUT_DIR_VAR}/{name}"'
+            commands.append(re.sub(r"\S+", to_holdout_dir, command))
+        for name, source in files.items():
+            if not Path(source).exists():
+                raise ValueError(f"holdout.files: {name} not found")
+        holdout.commands, holdout.files = commands, files
+        return self
+
+    def holdout_inside_repo(self) -> list[str]:
+        """Holdout files inside a local repository folder, as repo-relative paths (to keep out of it)."""
+        if self.holdout is None or self.repo_is_url():
+            return []
+        root = self.repo_path()
+        inside = []
+        for source in self.holdout.files.values():
+            path = Path(source).resolve()
+            if path.is_relative_to(root):
+                inside.append(path.relative_to(root).as_posix())
+        return inside
+
     # -- repo ---------------------------------------------------------------
 
     def repo_is_url(self) -> bool:
@@ -311,11 +439,18 @@ class Task(_Strict):
             root = self.repo_path()
         if root is None:
             return paths
-        for command in (self.bench, self.check):
-            for file in _repo_files_named_in(command, root):
-                if file not in paths:
-                    paths.append(file)
+        holdout = self.holdout.commands if self.holdout else []
+        for file in self._repo_files_of_commands(self.bench, self.check, *holdout, root=root):
+            if file not in paths:
+                paths.append(file)
         return paths
+
+    def _repo_files_of_commands(self, *commands: str | None, root: Path | None = None) -> list[str]:
+        if root is None:
+            if self.repo_is_url():
+                return []
+            root = self.repo_path()
+        return [file for command in commands for file in _repo_files_named_in(command, root)]
 
     # -- serialization ----------------------------------------------------------
 
@@ -357,6 +492,15 @@ class Task(_Strict):
         if not isinstance(other, Task):
             return NotImplemented
         return self.resolved() == other.resolved()
+
+
+def _git_ignores(path: Path) -> bool:
+    """True when the git repository around `path` ignores it (a build output, say)."""
+    import subprocess
+
+    result = subprocess.run(["git", "check-ignore", "-q", path.name], cwd=str(path.parent), capture_output=True,
+                            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"})
+    return result.returncode == 0
 
 
 def _repo_files_named_in(command: str | None, root: Path) -> list[str]:

@@ -21,6 +21,15 @@ def write_brief(run, hyp: Hypothesis, exp_dir: Path, diff: str | None = None) ->
             f"Baseline median {baseline['baseline_median']:.4g}, noise CV {baseline['baseline_cv']:.2%}: "
             f"a change must beat the baseline by at least {task.experiments.min_effect:.1%} beyond the noise to be kept."
         )
+    measured = {"rss_mb": " (the benchmark's peak memory in MB, measured by the OS)",
+                "cpu_s": " (the benchmark's CPU seconds, measured by the OS)"}
+    for name, guard in task.guards.items():
+        worse = "lower" if guard.direction == "max" else "higher"
+        lines.append(f"Guard `{name}`{measured.get(name, '')}: a kept change must also be shown not to make it more "
+                     f"than {guard.max_regression:.1%} {worse}, in the same benchmark runs.")
+    if task.holdout is not None:
+        lines.append("A holdout benchmark you cannot see (other inputs and workloads) also gates the change: a "
+                     "change that only helps the visible benchmark's own inputs is discarded.")
     protected = ", ".join(task.protected_paths()) or "(none)"
     lines.append(
         "\n# Constraints\n"

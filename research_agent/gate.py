@@ -255,7 +255,7 @@ class Bound:
     @property
     def limit(self) -> float:
         """The allowed relative change of the metric itself: -m for max, +m for min."""
-        return -self.max_regression if self.direction == "max" else self.max_regression
+        return (-self.max_regression or 0.0) if self.direction == "max" else self.max_regression
 
 
 def metric_change(effect: float, direction: str) -> float:
@@ -273,7 +273,7 @@ class Check:
     change: float                  # median relative change of the metric, B/A - 1 (Hodges–Lehmann)
     interval: tuple[float, float]  # that change's interval, PRACTICAL_CONFIDENCE each side
     limit: float                   # the allowed change: -max_regression (max) / +max_regression (min)
-    confidence: float              # one-sided confidence of the strict non-inferiority claim
+    confidence: float | None       # one-sided confidence of the non-inferiority claim (when shown)
     n: int
 
     def describe(self) -> str:
@@ -326,7 +326,7 @@ class NonInferiority:
             status = "fail"  # the reported interval lies wholly beyond the bound
         change = [metric_change(x, b.direction) for x in (effect.median, *effect.ci)]
         interval = (min(change[1:]), max(change[1:]))
-        return Check(b.name, status, change[0], interval, b.limit, confidence, len(d))
+        return Check(b.name, status, change[0], interval, b.limit, confidence if status == "pass" else None, len(d))
 
 
 @dataclass(frozen=True)

@@ -275,6 +275,12 @@ class Ledger:
         )
         return [row["value"] for row in rows]
 
+    def sample_seconds(self, exp_id: str, arm: str) -> list[float]:
+        """Run times of one arm's samples (latest attempt)."""
+        rows = self._rows("SELECT seconds FROM samples WHERE experiment_id=? AND attempt=? AND arm=? ORDER BY idx",
+                          (exp_id, self._latest_attempt(exp_id), arm))
+        return [row["seconds"] for row in rows]
+
     def sample_count(self, exp_id: str) -> int:
         attempt = self._latest_attempt(exp_id)
         return self._execute(

@@ -7,6 +7,7 @@ to the ledger before the next step, so `resume` after a kill repeats no finished
 from __future__ import annotations
 
 import hashlib
+import json
 import signal
 import threading
 import time
@@ -20,15 +21,16 @@ from . import experiment, proc
 from .brief import write_brief
 from .backends.base import WorkersUnavailable
 from .errors import BaselineError, TaskError
-from .experiment import BaselineJob, Commands, Job, JobResult
-from .gate import SequentialGate, summarize
+from .experiment import BaselineJob, Commands, Holdout, HoldoutBench, Job, JobResult, NoiseCheck
+from .gate import Bound, SequentialGate, summarize
 from .plan import Hypothesis
-from .rundir import RunDir
+from .rundir import RunDir, copy_holdout, holdout_dir
 from .runtimes import make_runtime
 from .runtimes.patch import PatchRuntime
 from .target import git
 
 BASELINE = "baseline"
+MAX_REPLACEMENTS = 2  # noisy workers replaced per worker slot before running on one anyway
 
 
 class Interrupted(Exception):
@@ -58,6 +60,9 @@ class Orchestrator:
         self._signal: int | None = None
         self._said: set[str] = set()
         self._budget_stop: str | None = None  # why launching stopped at the budget
+        # Workers whose noise was measured (or that stand in for a checked one), and replacements made.
+        self._noise_checked = {row["worker"] for row in self.ledger.noise() if row["action"] != "replaced"}
+        self._replacements: dict[str, int] = {}
 
     # --- entry point ---------------------------------------------------------------------
 
@@ -123,8 +128,12 @@ class Orchestrator:
             self.progress.message = f"baseline: benchmark {index + 1}/{self.task.experiments.repeats}"
             self.ledger.add_sample(BASELINE, 1, BASELINE, index, value, seconds)
 
+        def on_metrics(bench: str, arm: str, index: int, metrics: dict) -> None:
+            self.ledger.add_metrics(BASELINE, 1, bench, arm, index, metrics)
+
         measured = self.backend.baseline(run["best_commit"], BaselineJob(
-            self.commands(), self.task.experiments.repeats, log, on_sample, self.task.profile, self.task.timeouts.bench * 3))
+            self.commands(), self.task.experiments.repeats, log, on_sample, self.task.profile, self.task.timeouts.bench * 3,
+            on_metrics))
         self._check_stop()
         if measured.failure:
             raise BaselineError(f"baseline {measured.failure} (log: {log})")
@@ -270,7 +279,7 @@ class Orchestrator:
             self._set_plan_status(hyp.id, "running")
         exp_dir = self.run.exp_dir(exp)
         try:
-            job, runtime = self._job(row, hyp, exp_dir, attempt, diff)
+            job, runtime = self._job(row, hyp, exp_dir, attempt, diff, worker)
             result = self.backend.run(worker, job, runtime, base, branch)
         except WorkersUnavailable:
             raise  # the backend cannot run experiments at all (e.g. no cloud capacity): stop, resumable
@@ -279,9 +288,38 @@ class Orchestrator:
             result = JobResult("failed", f"error: {error}")
         if proc.stopping():
             return  # interrupted: stays unfinished, resume repeats it
+        if result.noise is not None and self._noisy_worker(worker, exp, result):
+            self._run_one(row, hyp, worker, base_commit, diff)  # on the replacement, as a new attempt
+            return
         self._record(row, hyp, result)
 
-    def _job(self, row: dict, hyp: Hypothesis | None, exp_dir: Path, attempt: int, diff: str | None):
+    def _noisy_worker(self, worker: str, exp: str, result: JobResult) -> bool:
+        """Record a worker's noise check; True when the job stopped there and must run again."""
+        noise = result.noise
+        if not noise["noisy"]:
+            self.ledger.add_noise(worker, exp, noise["pairs"], noise["noise"], noise["bound"], "ok")
+            return False
+        figure = (f"worker {worker}: paired noise {noise['noise']:.1%} over {noise['pairs']} base-vs-base pairs is above "
+                  f"experiments.max_noise {noise['bound']:.1%}")
+        stopped = result.decision == "noisy"
+        if stopped and self._replacements.get(worker, 0) < MAX_REPLACEMENTS:
+            replace = getattr(self.backend, "replace_worker", None)
+            if replace is not None and replace(worker, figure):
+                self._replacements[worker] = self._replacements.get(worker, 0) + 1
+                with self._plan_lock:
+                    self._noise_checked.discard(worker)  # the replacement is checked in its turn
+                self.ledger.add_noise(worker, exp, noise["pairs"], noise["noise"], noise["bound"], "replaced")
+                self.ledger.event("noise", f"{figure}: replaced", worker=worker, noise=noise["noise"])
+                self.notify(f"{figure}: replaced")
+                return True
+        self.ledger.add_noise(worker, exp, noise["pairs"], noise["noise"], noise["bound"], "warned")
+        line = (f"warning: {figure}: the gate will need more pairs and miss small gains; measure CPU time instead "
+                "of wall time (metric cpu_s), pin the benchmark to a core (e.g. taskset -c 1), or use a quieter machine")
+        self.ledger.event("noise", line, worker=worker, noise=noise["noise"])
+        self.notify(line)
+        return stopped  # stopped, but not replaced: run it here anyway (checked now)
+
+    def _job(self, row: dict, hyp: Hypothesis | None, exp_dir: Path, attempt: int, diff: str | None, worker: str):
         exp = row["id"]
         if hyp is not None:
             brief = write_brief(self.run, hyp, exp_dir)
@@ -298,16 +336,47 @@ class Orchestrator:
         def on_phase(name: str) -> None:
             self.progress.phase[exp] = name
 
+        def on_metrics(bench: str, arm: str, index: int, metrics: dict) -> None:
+            self.ledger.add_metrics(exp, attempt, bench, arm, index, metrics)
+
         seed = int(hashlib.sha256(f"{self.run.run_id}/{exp}/{attempt}".encode()).hexdigest()[:8], 16)
-        job = Job(exp, row["title"], brief, self.commands(), self.task.protected_paths(), gate, exp_dir, seed, on_sample, on_phase)
+        job = Job(exp, row["title"], brief, self.commands(), self.task.protected_paths(), gate, exp_dir, seed, on_sample, on_phase,
+                  holdout=self.holdout(), noise=self._noise_check(worker), on_metrics=on_metrics)
         return job, runtime
+
+    def holdout(self) -> Holdout | None:
+        """The task's holdout benchmarks, their files in RUN_DIR/holdout (outside every worktree)."""
+        spec = self.task.holdout
+        if spec is None:
+            return None
+        folder = holdout_dir(self.run.path)
+        if not folder.exists():
+            copy_holdout(self.task, self.run.path)
+        metric = self.task.metric
+        bound = Bound(spec.metric or metric.name, spec.direction or metric.direction, spec.max_regression)
+        regex = spec.regex if spec.metric else (spec.regex or metric.regex)
+        return Holdout([HoldoutBench(command, bound, regex) for command in spec.commands], str(folder))
+
+    def _noise_check(self, worker: str) -> NoiseCheck | None:
+        """A noise check when this worker has not had one yet (once per worker, in its first job)."""
+        settings = self.task.experiments
+        if not settings.noise_pairs:
+            return None
+        with self._plan_lock:
+            if worker in self._noise_checked:
+                return None
+            self._noise_checked.add(worker)
+        return NoiseCheck(settings.noise_pairs, settings.max_noise, bool(getattr(self.backend, "replaces_noisy_workers", False)))
 
     def _record(self, row: dict, hyp: Hypothesis | None, result: JobResult) -> None:
         exp = row["id"]
         outcome = result.runtime
         if outcome and outcome.cost_usd:
             self.ledger.add_cost("agent", outcome.cost_usd, exp, detail=self.task.runtime.name)
-        decision = result.decision if result.decision != "stopped" else "failed"
+        decision = result.decision if result.decision not in ("stopped", "noisy") else "failed"
+        checks = dict(result.checks or {})
+        if checks.get("build", {}).get("identical"):
+            checks["build"]["saved_s"] = self._bench_seconds_saved()
         self.ledger.decide(
             exp,
             decision,
@@ -316,6 +385,7 @@ class Orchestrator:
             cand_commit=result.cand_commit,
             tokens=outcome.tokens if outcome else None,
             turns=outcome.turns if outcome else None,
+            checks=json.dumps(checks) if checks else None,
         )
         self.progress.phase.pop(exp, None)
         if hyp is not None:
@@ -341,10 +411,20 @@ class Orchestrator:
 
     def new_gate(self) -> SequentialGate:
         settings = self.task.experiments
+        guards = [Bound(name, guard.direction, guard.max_regression) for name, guard in self.task.guards.items()]
         try:
-            return SequentialGate(settings.min_effect, settings.repeats, settings.max_repeats, self.task.metric.direction)
+            return SequentialGate(settings.min_effect, settings.repeats, settings.max_repeats, self.task.metric.direction,
+                                  guards=guards)
         except ValueError as error:
             raise TaskError(f"experiments: {error}") from None
+
+    def _bench_seconds_saved(self) -> float | None:
+        """What the identical-build short cut saved at the least: the gate's first look, 2 x repeats
+        benchmark runs, at the baseline's mean run time (an A/A change often takes more looks)."""
+        seconds = [s for s in self.ledger.sample_seconds(BASELINE, BASELINE) if s]
+        if not seconds:
+            return None
+        return round(2 * self.task.experiments.repeats * sum(seconds) / len(seconds), 3)
 
     def branch_name(self, row: dict) -> str:
         suffix = "" if row["round"] == 1 else f"-r{row['round']}"

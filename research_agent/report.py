@@ -95,6 +95,7 @@ def build_context(run_dir: Path, view: LedgerView) -> dict:
             "base_median": statistics.median(base) if base else None,
             "cand_median": statistics.median(cand) if cand else None,
             "confidence": (view.decision_effects.get(row["id"]) or {}).get("confidence"),
+            **_checks_context(entry["checks"], view.metrics.get(row["id"], [])),
         })
 
     kept = [_kept_context(run_dir, exp, experiments, hypotheses, plan_sources) for exp in experiments
@@ -106,7 +107,11 @@ def build_context(run_dir: Path, view: LedgerView) -> dict:
     best_commit, base_commit = run.get("best_commit"), run.get("base_commit")
     improved = bool(best_commit) and best_commit != base_commit and bool(kept)
     where = display_path(run_dir)
+    saved = [e["saved_s"] for e in experiments if e["saved_s"] is not None]
     return {
+        "identical_builds": sum(1 for e in experiments if e["identical_build"]),
+        "saved_text": f"≥ {sum(saved):.1f} s" if saved else None,
+        "workers_noise": [_noise_context(row) for row in view.noise],
         "run": status["run"],
         "task": status["task"] or "?",
         "goal": task.get("goal") or getattr(plan, "objective", None) or "",
@@ -131,6 +136,47 @@ def build_context(run_dir: Path, view: LedgerView) -> dict:
         "run_dir_display": where,
         "fetch_commands": _fetch_commands(where, run["id"], base_commit, best_commit) if improved else [],
     }
+
+
+def _checks_context(checks: dict, metric_rows: list[dict]) -> dict:
+    """The holdout's effects, the guards' verdicts, every metric's medians and the build short cut."""
+    holdout = checks.get("holdout") or []
+    guards = {g["name"]: g for g in checks.get("guards") or []}
+    build = checks.get("build") or {}
+    arms: dict[str, dict[str, list[float]]] = {}
+    for row in metric_rows:
+        if row["bench"] == "bench" and row["arm"] in ("base", "cand") and row["value"] is not None:
+            arms.setdefault(row["name"], {"base": [], "cand": []})[row["arm"]].append(row["value"])
+    metrics = []
+    for name, values in sorted(arms.items()):
+        base = statistics.median(values["base"]) if values["base"] else None
+        cand = statistics.median(values["cand"]) if values["cand"] else None
+        guard = guards.get(name)
+        metrics.append({
+            "name": name, "base_text": fmt_value(base), "cand_text": fmt_value(cand),
+            "change_text": fmt_pct(cand / base - 1) if base and cand is not None else "–",
+            "guard_text": (f"guard ≤ {fmt_pct(guard['limit'])}: {'within' if guard['status'] == 'pass' else 'not shown within' if guard['status'] == 'open' else 'beyond'}"
+                           if guard else ""),
+        })
+    return {
+        "holdout_text": "; ".join(_change_text(h) + ("" if h["status"] == "pass" else f" ({'lost' if h['status'] == 'fail' else 'not shown'})")
+                                  for h in holdout) or "–",
+        "metrics": metrics,
+        "identical_build": bool(build.get("identical")),
+        "saved_s": build.get("saved_s"),
+    }
+
+
+def _change_text(check: dict) -> str:
+    lo, hi = (list(check.get("interval") or []) + [None, None])[:2]
+    text = fmt_pct(check.get("change"))
+    return f"{text} [{fmt_pct(lo)}, {fmt_pct(hi)}]" if lo is not None and hi is not None else text
+
+
+def _noise_context(row: dict) -> dict:
+    return {"worker": row["worker"], "experiment": row.get("experiment_id") or "", "pairs": row["pairs"],
+            "noise_text": fmt_pct(row["noise"], signed=False) if row["noise"] is not None else "–",
+            "bound_text": fmt_pct(row["bound"], signed=False), "action": row["action"]}
 
 
 def _baseline_context(base: dict) -> dict:
@@ -407,15 +453,33 @@ def render_markdown(c: dict) -> str:
 
     out += ["", "## Experiments", ""]
     if c["experiments"]:
-        out += ["| # | Experiment | Hypothesis | Title | Decision | Effect [interval] | Pairs | Cost | Reason |",
-                "|---|---|---|---|---|---|---|---|---|"]
+        out += ["| # | Experiment | Hypothesis | Title | Decision | Effect [interval] | Holdout [interval] | Pairs | Cost | Reason |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
         for e in c["experiments"]:
             out.append("| " + " | ".join(_cell(v) for v in (
-                e["seq"], e["id"], e["hypothesis"], e["title"], e["outcome"], e["effect_text"],
+                e["seq"], e["id"], e["hypothesis"], e["title"], e["outcome"], e["effect_text"], e["holdout_text"],
                 e["pairs"] if e["pairs"] is not None else "–", e["cost_text"], e["reason"] or "")) + " |")
-        out += ["", "Effects are relative changes in the better direction (median pairwise estimate and its interval)."]
+        out += ["", "Effects are relative changes in the better direction (median pairwise estimate and its interval); "
+                    "holdout effects are the holdout metric's own relative change, on inputs the runtime never saw."]
+        measured = [e for e in c["experiments"] if e["metrics"]]
+        if measured:
+            out += ["", "### Every metric", "",
+                    "Medians over the benchmark runs of each arm; `rss_mb` (peak resident memory of the largest "
+                    "process, MiB) and `cpu_s` (CPU seconds of the whole process tree) are measured by the OS.", "",
+                    "| Experiment | Metric | Base | Candidate | Change | Guard |", "|---|---|---|---|---|---|"]
+            for e in measured:
+                out += ["| " + " | ".join(_cell(v) for v in (e["id"], m["name"], m["base_text"], m["cand_text"],
+                                                             m["change_text"], m["guard_text"])) + " |" for m in e["metrics"]]
     else:
         out.append("No experiments yet.")
+
+    if c["workers_noise"]:
+        out += ["", "## Workers", "",
+                "Paired noise of each worker before its first experiment (root mean square of log(second / first) "
+                "over base-vs-base pairs of one build), against the bound `experiments.max_noise`.", "",
+                "| Worker | Before | Pairs | Paired noise | Bound | Action |", "|---|---|---|---|---|---|"]
+        out += ["| " + " | ".join(_cell(v) for v in (w["worker"], w["experiment"], w["pairs"], w["noise_text"],
+                                                     w["bound_text"], w["action"])) + " |" for w in c["workers_noise"]]
 
     out += ["", "## Kept changes", ""]
     if not c["kept"]:
@@ -423,6 +487,8 @@ def render_markdown(c: dict) -> str:
     for k in c["kept"]:
         out += [f"### {k['id']} — {k['heading']}", "",
                 f"- **Effect:** {k['effect_text']} over {k['pairs'] or '?'} pairs"]
+        if k["holdout_text"] != "–":
+            out.append(f"- **Holdout:** {k['holdout_text']} (inputs the runtime never saw)")
         if k["branch"]:
             out.append(f"- **Branch:** `{k['branch']}`")
         if k["cand_commit"]:
@@ -441,6 +507,9 @@ def render_markdown(c: dict) -> str:
             f"- Cost: {c['total_cost']}" + (" (" + ", ".join(f"{k} {v}" for k, v in c["costs_by_kind"].items()) + ")"
                                             if c["costs_by_kind"] else ""),
             f"- Cost per kept improvement: {c['cost_per_kept']}" if c.get("cost_per_kept") else "- Cost per kept improvement: – (nothing kept)"]
+    if c["identical_builds"]:
+        out.append(f"- Identical build output, not benchmarked: {c['identical_builds']} experiment(s); benchmark time "
+                   f"saved {c['saved_text'] or '–'} (at least the gate's first look, at the baseline's run time)")
 
     out += ["", "## Getting the result", ""]
     if c["improved"]:
@@ -473,6 +542,8 @@ def render_improvements(c: dict) -> str:
         effect = f"**Measured effect.** {k['effect_text']} over {k['pairs'] or '?'} interleaved pairs"
         if k["cand_median"] is not None and k["base_median"] is not None:
             effect += f" (candidate median {fmt_value(k['cand_median'])} vs base {fmt_value(k['base_median'])})"
+        if k["holdout_text"] != "–":
+            effect += f"; on the holdout benchmark (inputs the runtime never saw) {k['holdout_text']}"
         out += [effect + ".", ""]
         for combo in stacked:
             out += [f"**Stacked onto the best** (`{combo['id']}`): {combo['effect_text']} over "

@@ -38,6 +38,8 @@ class LedgerView:
     costs_by_kind: dict[str, float]
     total_cost: float
     decision_effects: dict[str, dict] = field(default_factory=dict)  # exp id -> decisions.effect JSON
+    metrics: dict[str, list[dict]] = field(default_factory=dict)  # exp id -> rows of its latest attempt (bench, arm, name, value)
+    noise: list[dict] = field(default_factory=list)  # the workers' noise checks
 
 
 def read_ledger(run_dir: Path) -> LedgerView:
@@ -99,8 +101,21 @@ def _read(db: sqlite3.Connection, run_dir: Path) -> LedgerView:
         except (TypeError, ValueError):
             pass
 
+    metrics: dict[str, list[dict]] = {}
+    noise: list[dict] = []
+    tables = {row["name"] for row in _rows(db, "SELECT name FROM sqlite_master WHERE type='table'")}
+    if "metrics" in tables:  # ledgers from before schema 3 have none
+        for row in _rows(
+            db,
+            "SELECT m.experiment_id, m.bench, m.arm, m.name, m.value FROM metrics m"
+            " JOIN (SELECT experiment_id, MAX(attempt) AS attempt FROM metrics GROUP BY experiment_id) latest"
+            " ON m.experiment_id = latest.experiment_id AND m.attempt = latest.attempt ORDER BY m.idx",
+        ):
+            metrics.setdefault(row.pop("experiment_id"), []).append(row)
+        noise = _rows(db, "SELECT * FROM noise ORDER BY id")
+
     return LedgerView(runs[0], experiments, baseline_samples, samples, costs_by_experiment, costs_by_kind, total,
-                      decision_effects)
+                      decision_effects, metrics, noise)
 
 
 def read_task(run_dir: Path) -> dict:
@@ -149,7 +164,15 @@ def experiment_entry(exp: dict, view: LedgerView) -> dict:
         "round": exp.get("round"),
         "n_pairs": exp.get("n_pairs"),
         "cand_commit": exp.get("cand_commit"),
+        "checks": _checks(exp),  # guards, holdout, identical build
     }
+
+
+def _checks(exp: dict) -> dict:
+    try:
+        return json.loads(exp.get("checks") or "{}")
+    except (TypeError, ValueError):
+        return {}
 
 
 def build_status(run_dir: Path) -> dict:

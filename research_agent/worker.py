@@ -242,21 +242,24 @@ def _baseline(spec: dict, mirror: Path, base: str, work: Path, out_dir: Path) ->
 
     workdir = _worktree(mirror, work / "baseline", base)
     samples = (out_dir / "samples.jsonl").open("a", encoding="utf-8")
+    metrics = (out_dir / "metrics.jsonl").open("a", encoding="utf-8")
 
     def on_sample(index: int, value: float, seconds: float) -> None:
         _sample(samples, "baseline", index, value, seconds)
 
     b = spec["baseline"]
-    job = BaselineJob(_commands(spec), b["repeats"], out_dir / "baseline.log", on_sample, b.get("profile"), b.get("profile_timeout", 900))
+    job = BaselineJob(_commands(spec), b["repeats"], out_dir / "baseline.log", on_sample, b.get("profile"), b.get("profile_timeout", 900),
+                      on_metrics=lambda *row: _metrics(metrics, *row))
     try:
         result = measure_baseline(workdir, job)
     finally:
         samples.close()
+        metrics.close()
     return {"values": result.values, "failure": result.failure, "profile": result.profile}
 
 
 def _experiment(spec: dict, mirror: Path, base: str, work: Path, out_dir: Path) -> dict:
-    from .experiment import Job, execute
+    from .experiment import Holdout, Job, NoiseCheck, execute
     from .gate import SequentialGate
     from .runtimes import make_runtime
     from .runtimes.base import Brief
@@ -268,11 +271,16 @@ def _experiment(spec: dict, mirror: Path, base: str, work: Path, out_dir: Path) 
     brief_path = out_dir / "brief.md"
     brief_path.write_text(b["text"], encoding="utf-8")
     brief = Brief(text=b["text"], path=brief_path, hypothesis_id=b["hypothesis_id"], diff=b.get("diff"), exp_dir=out_dir)
-    g = spec["gate"]
-    gate = SequentialGate(g["min_effect"], g["repeats"], g["max_repeats"], g["direction"], g.get("alpha"))
+    gate = SequentialGate.from_spec(spec["gate"])
     commands = _commands(spec)
     protected = list(dict.fromkeys(spec["protected"] + _files_named(commands, base_dir)))
+    holdout = None
+    if spec.get("holdout"):  # its files were shipped beside the package, outside the worktrees
+        holdout = Holdout.from_spec(spec["holdout"])
+        holdout.directory = str(Path(holdout.directory).expanduser())
+    noise = NoiseCheck(**spec["noise"]) if spec.get("noise") else None
     samples = (out_dir / "samples.jsonl").open("a", encoding="utf-8")
+    metrics = (out_dir / "metrics.jsonl").open("a", encoding="utf-8")
     phases = []
 
     def on_sample(arm: str, index: int, value: float, seconds: float) -> None:
@@ -284,11 +292,13 @@ def _experiment(spec: dict, mirror: Path, base: str, work: Path, out_dir: Path) 
 
     r = spec["runtime"]
     runtime = make_runtime(r["name"], r.get("options") or {}, r["timeout"])
-    job = Job(spec["exp_id"], spec["title"], brief, commands, protected, gate, out_dir, spec["seed"], on_sample, on_phase)
+    job = Job(spec["exp_id"], spec["title"], brief, commands, protected, gate, out_dir, spec["seed"], on_sample, on_phase,
+              holdout=holdout, noise=noise, on_metrics=lambda *row: _metrics(metrics, *row))
     try:
         result = execute(job, runtime, base_dir, cand_dir, message=spec["message"])
     finally:
         samples.close()
+        metrics.close()
     if result.cand_commit and result.cand_commit != base:
         with _cache_lock():
             _run(["git", "bundle", "create", "--quiet", str(out_dir / "candidate.bundle"), f"refs/heads/{branch}", f"^{base}"], cwd=mirror)
@@ -303,7 +313,7 @@ def _experiment(spec: dict, mirror: Path, base: str, work: Path, out_dir: Path) 
         }
     return {"decision": result.decision, "reason": result.reason, "effect": result.effect, "cand_commit": result.cand_commit,
             "changed": result.changed, "base": result.base, "cand": result.cand, "runtime": runtime_info,
-            "branch": branch, "phases": phases}
+            "branch": branch, "phases": phases, "checks": result.checks, "noise": result.noise}
 
 
 def _commands(spec: dict):
@@ -329,6 +339,11 @@ def _sample(stream, arm: str, index: int, value: float, seconds: float) -> None:
     stream.write(json.dumps({"arm": arm, "idx": index, "value": value, "seconds": seconds}) + "\n")
     stream.flush()
     print(f"RA-SAMPLE {arm} {index} {value!r}", flush=True)
+
+
+def _metrics(stream, bench: str, arm: str, index: int, metrics: dict) -> None:
+    stream.write(json.dumps({"bench": bench, "arm": arm, "idx": index, "metrics": metrics}) + "\n")
+    stream.flush()
 
 
 def _worktree(mirror: Path, path: Path, commit: str, branch: str | None = None) -> Path:

@@ -57,13 +57,13 @@ python3 -c "import random; print('METRIC score=%f' % ($(cat value.txt) * random.
 
 
 def make_target(root: Path, changes: dict[str, dict[str, str | None]], *, value: str = "100", delay: str | None = None,
-                task_extra: str = "", check: str = "test -f bench.sh") -> tuple[Path, Path, Path]:
+                task_extra: str = "", check: str = "test -f bench.sh", files: dict[str, str] | None = None) -> tuple[Path, Path, Path]:
     """A small git repo + task.yaml + plan.md whose hypotheses carry real diffs.
 
     `changes` maps a hypothesis id to {file: new content (None deletes)}; a value of "<bad>" for a
-    file makes a diff that does not apply.
+    file makes a diff that does not apply. `files` adds repo files (or replaces bench.sh).
     """
-    files = {"value.txt": value + "\n", "bench.sh": BENCH, "notes.txt": "notes\n"}
+    files = {"value.txt": value + "\n", "bench.sh": BENCH, "notes.txt": "notes\n", **(files or {})}
     if delay:
         files["delay.txt"] = delay + "\n"
     repo = make_repo(root / "target", files)

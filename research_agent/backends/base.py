@@ -36,3 +36,7 @@ class Backend(Protocol):
 #   projected_cost() -> float            USD one more experiment would commit to, beyond the ledger's costs
 #   check_budget(budget_usd) -> None     raise UserError when the budget cannot pay for one experiment
 #   make_runtime(name, options, timeout) the runtime as seen here when the workers run it elsewhere
+#   replaces_noisy_workers: bool          True: a worker whose noise check exceeds experiments.max_noise
+#                                         stops before the runtime (JobResult "noisy") and is replaced
+#   replace_worker(worker, reason) -> bool  give `worker`'s name to a fresh machine (True: the orchestrator
+#                                         reruns the experiment there, noise-checked again); False: keep it

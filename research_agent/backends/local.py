@@ -20,6 +20,7 @@ from ..runtimes.base import Runtime
 
 class LocalBackend:
     name = "local"
+    replaces_noisy_workers = False  # a local slot is this machine: a noisy one is warned about, not replaced
 
     def __init__(self, run_dir: Path, repo_dir: Path, ledger: Ledger):
         self.root = run_dir / "worktrees"
@@ -48,6 +49,10 @@ class LocalBackend:
                 self.release(cand_dir)
         finally:
             self.release(base_dir)
+
+    def replace_worker(self, worker: str, reason: str) -> bool:
+        """Local workers cannot be replaced: False, and the run warns with the figure instead."""
+        return False
 
     def checkout(self, name: str, commit: str, experiment_id: str | None, branch: str | None = None) -> Path:
         path = self.root / name

@@ -250,6 +250,9 @@ class SkyPilotBackend:
         for sample in _samples(files):
             if job.on_sample:
                 job.on_sample(sample["idx"], sample["value"], sample.get("seconds") or 0.0)
+        for row in _samples(files, "metrics.jsonl"):
+            if job.on_metrics:
+                job.on_metrics(row["bench"], row["arm"], row["idx"], row["metrics"])
         run = self.ledger.run()
         if results.get("base_commit") and not run.get("base_commit"):  # a URL target's HEAD, resolved on the worker
             self.ledger.update_run(base_commit=results["base_commit"], best_commit=results["base_commit"])
@@ -263,8 +266,12 @@ class SkyPilotBackend:
         spec = self._spec(job.exp_id, base_commit, {
             "exp_id": job.exp_id, "title": job.title, "message": f"{job.exp_id}: {job.title}", "branch": branch,
             "commands": dataclasses.asdict(job.commands), "protected": list(job.protected), "seed": job.seed,
-            "gate": {"min_effect": job.gate.min_effect, "repeats": job.gate.looks[0], "max_repeats": job.gate.looks[-1],
-                     "direction": job.gate.direction, "alpha": job.gate.alpha},
+            "gate": job.gate.to_spec(),
+            # The holdout's files are mounted at ~/.ra/holdout (_context), outside the worktrees.
+            "holdout": {**job.holdout.to_spec(), "directory": "~/.ra/holdout"} if job.holdout else None,
+            # Issue 13 hook: set `replaces_noisy_workers = True` and implement replace_worker(worker, reason)
+            # (down that cluster, launch a fresh one under the same name) to replace noisy VMs.
+            "noise": dataclasses.asdict(job.noise) if job.noise else None,
             "runtime": {"name": rt_name, "options": self.task.runtime.options if rt_name == self.task.runtime.name else {},
                         "timeout": self.task.timeouts.runtime},
             "brief": {"text": job.brief.text, "hypothesis_id": job.brief.hypothesis_id, "diff": job.brief.diff},
@@ -278,6 +285,9 @@ class SkyPilotBackend:
         for sample in _samples(files):
             if job.on_sample:
                 job.on_sample(sample["arm"], sample["idx"], sample["value"], sample.get("seconds") or 0.0)
+        for row in _samples(files, "metrics.jsonl"):
+            if job.on_metrics:
+                job.on_metrics(row["bench"], row["arm"], row["idx"], row["metrics"])
         runtime_result = None
         info = results.get("runtime")
         if info:
@@ -288,7 +298,7 @@ class SkyPilotBackend:
             self._import_candidate(job.exp_dir, results)
         return JobResult(results["decision"], results["reason"], results.get("effect"), results.get("cand_commit"),
                          list(results.get("changed") or []), list(results.get("base") or []), list(results.get("cand") or []),
-                         runtime_result)
+                         runtime_result, results.get("checks") or {}, results.get("noise"))
 
     def teardown(self) -> list[str]:
         """At the start of a run (the orchestrator's cleanup call) this reconciles: live workers of a
@@ -501,6 +511,7 @@ class SkyPilotBackend:
             "pkg_dir": str(self.sky_dir / "pkg"),
             "target_bundle": None if self.task.repo_is_url() else str(self.sky_dir / "target.bundle"),
             "task_files": str(self.sky_dir / "task") if self.opts.files else None,
+            "holdout_files": str(self.rundir.path / "holdout") if self.task.holdout else None,
             "setup": sky_tasks.render_script("setup.sh", worker_requirements=" ".join(shlex.quote(r) for r in sky_tasks.WORKER_REQUIREMENTS),
                                              runtime=self.task.runtime.name, runtime_setup=sky_tasks.runtime_setup(self.task.runtime.name),
                                              project_setup=self.opts.setup.strip()),
@@ -1166,8 +1177,8 @@ def _why(error: BaseException) -> str:
     return text[:300]
 
 
-def _samples(files: dict[str, bytes]) -> list[dict]:
-    raw = files.get("samples.jsonl", b"").decode("utf-8")
+def _samples(files: dict[str, bytes], name: str = "samples.jsonl") -> list[dict]:
+    raw = files.get(name, b"").decode("utf-8")
     return [json.loads(line) for line in raw.splitlines() if line.strip()]
 
 

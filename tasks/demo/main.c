@@ -1,5 +1,6 @@
 /*
- * Benchmark driver: times the matmul kernel on N x N matrices and prints
+ * Benchmark driver: times the matmul kernel on N x N matrices (or the size given
+ * as the first argument) and prints
  *   METRIC gflops=<value>
  *   METRIC ms=<value>
  * where ms is the mean wall time of one multiply.
@@ -33,9 +34,13 @@ static void fill(double *m, int n, unsigned *state)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    const int n = N;
+    const int n = argc > 1 ? atoi(argv[1]) : N; /* another size: the holdout benchmark */
+    if (n < 1) {
+        fprintf(stderr, "usage: %s [size >= 1]\n", argv[0]);
+        return 2;
+    }
     size_t bytes = (size_t)n * (size_t)n * sizeof(double);
     double *A = malloc(bytes);
     double *B = malloc(bytes);

@@ -73,7 +73,7 @@ def outputs(workdir: Path) -> dict[str, str]:
 def identical(base_dir: Path, cand_dir: Path, changed: list[str]) -> int:
     """The number of build outputs when base and candidate built identical ones from changes the
     build read; 0 when they differ, the build made nothing, or a change may bypass the build."""
-    if not all_read(cand_dir, changed):
+    if not all_read(cand_dir, changed):  # first: `git status` below reads changed files itself
         return 0
     base, cand = outputs(base_dir), outputs(cand_dir)
     return len(base) if base and base == cand else 0

@@ -27,7 +27,14 @@ def test_demo_ends_kept_discarded_failed_rejected(tmp_path):
     assert decisions == {"H1": "kept", "H2": "discarded", "H3": "failed", "H4": "rejected"}
     by_id = {e["hypothesis"]: e for e in status["experiments"]}
     assert by_id["H1"]["effect"]["ci"][0] > 0.5  # loop interchange is a large, certain gain
-    assert by_id["H2"]["effect"] is not None  # A/A: measured, and not kept (decision above)
+    # A/A: the renamed local compiles to the same binary, so it is never benchmarked.
+    assert by_id["H2"]["reason"].startswith("identical build output") and by_id["H2"]["effect"] is None
+    assert by_id["H2"]["checks"]["build"]["saved_s"] > 0
+    assert by_id["H1"]["checks"]["holdout"][0]["status"] == "pass"  # the gain holds on the unseen size too
+    assert by_id["H1"]["checks"]["guards"][0]["name"] == "rss_mb"
+    tree = subprocess.run(["git", "-C", str(run_dir / "repo.git"), "ls-tree", "-r", "--name-only", "HEAD"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    assert "bench-holdout.sh" not in tree and "bench.sh" in tree  # the holdout stays out of the run's repository
     assert "check failed" in by_id["H3"]["reason"]
     assert "bench.sh" in by_id["H4"]["reason"]
     assert by_id["H1"]["branch"].endswith("/H1")

@@ -1,5 +1,6 @@
 """Task spec: loading, defaults, one-line errors with file:line, round trip, CLI overrides."""
 
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -274,3 +275,46 @@ def test_task_from_repo(tmp_path, monkeypatch):
         task_from_repo("kernels", bench="b", metric="giga flops")
     with pytest.raises(TaskError, match=r"^--repeats: must be >= 2"):
         task_from_repo("kernels", bench="b", metric="m", repeats=0)
+
+
+# -- guards and holdout -------------------------------------------------------
+
+
+def test_guards_default_the_builtins_to_min_and_need_a_direction_otherwise(repo):
+    task = load_task(write(repo, MINIMAL + "guards: {rss_mb: {max_regression: 0.05}, mbps: {direction: max, max_regression: 0.02}}\n"))
+    assert task.guards["rss_mb"].direction == "min" and task.guards["mbps"].max_regression == pytest.approx(0.02)
+    assert "guards: mbps: needs a direction (max or min)" in load_error(write(repo, MINIMAL + "guards: {mbps: {max_regression: 0.1}}\n"))
+    assert "gated metric itself" in load_error(write(repo, MINIMAL + "guards: {gflops: {direction: max, max_regression: 0.1}}\n"))
+    assert "max_regression" in load_error(write(repo, MINIMAL + "guards: {rss_mb: {}}\n"))
+    misspelled = load_error(write(repo, MINIMAL + "guards:\n  rss_mb: {max_regresion: 0.1}\n"))
+    assert ":5: guards.rss_mb" in misspelled and "(and 1 more problem)" in misspelled  # the typo, and the missing key
+
+
+def test_holdout_files_are_found_in_the_commands_and_reached_through_their_folder(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / ".gitignore").write_text("prog\n")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    for name in ("bench.sh", "prog", "bench-holdout.sh"):
+        (repo / name).write_text("#!/bin/sh\n")
+    (tmp_path / "inputs").mkdir()
+    (tmp_path / "inputs" / "big.txt").write_text("1\n")
+    task = load_task(write(repo, MINIMAL + "holdout: ./bench-holdout.sh ./prog ../inputs/big.txt --fast\n"))
+    (command,) = task.holdout.commands
+    # The holdout script and its input move out; the built program (ignored) and options stay.
+    assert command == '"$RA_HOLDOUT_DIR/bench-holdout.sh" ./prog "$RA_HOLDOUT_DIR/__/inputs/big.txt" --fast'
+    assert task.holdout.files == {"bench-holdout.sh": str((repo / "bench-holdout.sh").resolve()),
+                                  "__/inputs/big.txt": str((tmp_path / "inputs" / "big.txt").resolve())}
+    assert task.holdout_inside_repo() == ["bench-holdout.sh"]
+    assert (task.holdout.metric, task.holdout.max_regression) == (None, 0.0)
+    again = load_task(write(tmp_path / "elsewhere", task.to_yaml()))  # the resolved form loads to the same holdout
+    assert again.holdout == task.holdout
+
+
+def test_holdout_reusing_a_repository_file_the_bench_uses_leaves_it_in_place_and_protected(repo):
+    task = load_task(write(repo, MINIMAL + "holdout: [./bench.sh 500, ./bench.sh 1000]\n"))
+    assert task.holdout.commands == ["./bench.sh 500", "./bench.sh 1000"] and task.holdout.files == {}
+    assert "bench.sh" in task.protected_paths()
+    assert "holdout.commands: needs at least one" in load_error(write(repo, MINIMAL + "holdout: []\n"))
+    assert "holdout.files: gone.txt not found" in load_error(
+        write(repo, MINIMAL + "holdout: {commands: ./bench.sh, files: [gone.txt]}\n"))

@@ -51,6 +51,21 @@ Futility. At interim looks the gate discards when the optimistic upper bound at 
 1 - FUTILITY_BETA / (interim looks) is below min_effect: that adds no keeps and, for true effects
 >= min_effect, costs at most FUTILITY_BETA of power (none measurable at +2% or +3%), while A/A
 changes stop after 11 instead of 15 pairs on average. Undecided at max_repeats means discard.
+
+Guards and the holdout. A guard is another metric of the same runs with a bound: the candidate may
+make it at most max_regression worse. In the same pairs, z_i = d_i - log(bound) and the guard is
+shown within its bound when the same sequential signed-rank test rejects "center of z <= 0"
+(NonInferiority: critical values per look, budget GUARD_ALPHA spent along the same looks, later
+looks calibrated given the magnitudes). A keep needs the main criteria and every guard shown
+within at that look; a guard whose optimistic bound is already beyond discards; one not yet shown
+asks for more pairs, and is a discard at max_repeats. The holdout is the same test on its own pairs
+of another benchmark, run after the main gate keeps, at HOLDOUT_ALPHA. How the errors combine:
+a keep needs every test to pass (an intersection-union test), so each error is bounded by its own
+test's level, with no multiplicity penalty: P(keep | no change) <= alpha still (guards only
+remove keeps); P(keep | a guard regressed exactly at its bound) <= GUARD_ALPHA, and less beyond
+it; P(keep | the holdout does not gain, bound 0) <= HOLDOUT_ALPHA, exactly, since the holdout is
+then an A/A. At a non-zero bound the guard's error rate is exact for paired log-ratios symmetric
+about their center (the order coin alone guarantees symmetry only about 0).
 Measured rates: benchmarks/gate_accuracy.py.
 """
 

@@ -21,8 +21,9 @@ from . import experiment, proc
 from .brief import write_brief
 from .backends.base import WorkersUnavailable
 from .errors import BaselineError, TaskError
-from .experiment import BaselineJob, Commands, Holdout, HoldoutBench, Job, JobResult, NoiseCheck
+from .experiment import BaselineJob, Commands, Holdout, HoldoutBench, Job, JobResult
 from .gate import Bound, SequentialGate, summarize
+from .noise import WorkerNoise
 from .plan import Hypothesis
 from .rundir import RunDir, copy_holdout, holdout_dir
 from .runtimes import make_runtime
@@ -30,7 +31,6 @@ from .runtimes.patch import PatchRuntime
 from .target import git
 
 BASELINE = "baseline"
-MAX_REPLACEMENTS = 2  # noisy workers replaced per worker slot before running on one anyway
 
 
 class Interrupted(Exception):
@@ -60,9 +60,7 @@ class Orchestrator:
         self._signal: int | None = None
         self._said: set[str] = set()
         self._budget_stop: str | None = None  # why launching stopped at the budget
-        # Workers whose noise was measured (or that stand in for a checked one), and replacements made.
-        self._noise_checked = {row["worker"] for row in self.ledger.noise() if row["action"] != "replaced"}
-        self._replacements: dict[str, int] = {}
+        self.noise = WorkerNoise(self.ledger, backend, self.task.experiments, lambda line: self.notify(line))
 
     # --- entry point ---------------------------------------------------------------------
 
@@ -288,36 +286,10 @@ class Orchestrator:
             result = JobResult("failed", f"error: {error}")
         if proc.stopping():
             return  # interrupted: stays unfinished, resume repeats it
-        if result.noise is not None and self._noisy_worker(worker, exp, result):
+        if self.noise.rerun(worker, exp, result):
             self._run_one(row, hyp, worker, base_commit, diff)  # on the replacement, as a new attempt
             return
         self._record(row, hyp, result)
-
-    def _noisy_worker(self, worker: str, exp: str, result: JobResult) -> bool:
-        """Record a worker's noise check; True when the job stopped there and must run again."""
-        noise = result.noise
-        if not noise["noisy"]:
-            self.ledger.add_noise(worker, exp, noise["pairs"], noise["noise"], noise["bound"], "ok")
-            return False
-        figure = (f"worker {worker}: paired noise {noise['noise']:.1%} over {noise['pairs']} base-vs-base pairs is above "
-                  f"experiments.max_noise {noise['bound']:.1%}")
-        stopped = result.decision == "noisy"
-        if stopped and self._replacements.get(worker, 0) < MAX_REPLACEMENTS:
-            replace = getattr(self.backend, "replace_worker", None)
-            if replace is not None and replace(worker, figure):
-                self._replacements[worker] = self._replacements.get(worker, 0) + 1
-                with self._plan_lock:
-                    self._noise_checked.discard(worker)  # the replacement is checked in its turn
-                self.ledger.add_noise(worker, exp, noise["pairs"], noise["noise"], noise["bound"], "replaced")
-                self.ledger.event("noise", f"{figure}: replaced", worker=worker, noise=noise["noise"])
-                self.notify(f"{figure}: replaced")
-                return True
-        self.ledger.add_noise(worker, exp, noise["pairs"], noise["noise"], noise["bound"], "warned")
-        line = (f"warning: {figure}: the gate will need more pairs and miss small gains; measure CPU time instead "
-                "of wall time (metric cpu_s), pin the benchmark to a core (e.g. taskset -c 1), or use a quieter machine")
-        self.ledger.event("noise", line, worker=worker, noise=noise["noise"])
-        self.notify(line)
-        return stopped  # stopped, but not replaced: run it here anyway (checked now)
 
     def _job(self, row: dict, hyp: Hypothesis | None, exp_dir: Path, attempt: int, diff: str | None, worker: str):
         exp = row["id"]
@@ -341,7 +313,7 @@ class Orchestrator:
 
         seed = int(hashlib.sha256(f"{self.run.run_id}/{exp}/{attempt}".encode()).hexdigest()[:8], 16)
         job = Job(exp, row["title"], brief, self.commands(), self.task.protected_paths(), gate, exp_dir, seed, on_sample, on_phase,
-                  holdout=self.holdout(), noise=self._noise_check(worker), on_metrics=on_metrics)
+                  holdout=self.holdout(), noise=self.noise.check_for(worker), on_metrics=on_metrics)
         return job, runtime
 
     def holdout(self) -> Holdout | None:
@@ -356,17 +328,6 @@ class Orchestrator:
         bound = Bound(spec.metric or metric.name, spec.direction or metric.direction, spec.max_regression)
         regex = spec.regex if spec.metric else (spec.regex or metric.regex)
         return Holdout([HoldoutBench(command, bound, regex) for command in spec.commands], str(folder))
-
-    def _noise_check(self, worker: str) -> NoiseCheck | None:
-        """A noise check when this worker has not had one yet (once per worker, in its first job)."""
-        settings = self.task.experiments
-        if not settings.noise_pairs:
-            return None
-        with self._plan_lock:
-            if worker in self._noise_checked:
-                return None
-            self._noise_checked.add(worker)
-        return NoiseCheck(settings.noise_pairs, settings.max_noise, bool(getattr(self.backend, "replaces_noisy_workers", False)))
 
     def _record(self, row: dict, hyp: Hypothesis | None, result: JobResult) -> None:
         exp = row["id"]

@@ -23,7 +23,7 @@ from .backends.base import WorkersUnavailable
 from .errors import BaselineError, TaskError
 from .experiment import BaselineJob, Commands, Holdout, HoldoutBench, Job, JobResult
 from .gate import Bound, SequentialGate, summarize
-from .noise import WorkerNoise
+from .worker_noise import WorkerNoise
 from .plan import Hypothesis
 from .rundir import RunDir, copy_holdout, holdout_dir
 from .runtimes import make_runtime

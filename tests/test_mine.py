@@ -211,3 +211,41 @@ def test_demo_bundle_mines_into_the_speedup_and_the_regression(tmp_path):
             subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
             subprocess.run(["git", "apply", "-"], input=patch.diff, text=True, cwd=tree, check=True)
             subprocess.run(["make", "-s", "check"], cwd=tree, check=True, capture_output=True)
+
+
+def test_a_fork_history_is_followed_through_dependencies_renames_merges_and_protected_files(tmp_path):
+    from .chain_target import build
+
+    chain = build(tmp_path)
+    sha = chain["shas"]
+    letter = {value[:12]: key for key, value in sha.items()}
+    target = prepare(str(chain["target"]), False, tmp_path / "run", False)
+    (item,) = LocalCompetitors(["fork"], tmp_path).search("", 1)
+    protected = ["bench.sh", "check.sh", "build.sh"]
+    miner = Miner(tmp_path / "cache", target.repo_dir, target.base_commit, protected=protected)
+    patches = miner.candidate_patches(item, miner.clone(item))
+
+    held = {letter[p.id.rsplit("@", 1)[1]]: [letter[c.rsplit("@", 1)[1]] for c in p.commits] for p in patches}
+    assert held == {"A": ["A"], "B": ["A", "B"], "D": ["D"], "G": ["G"]}  # B only on top of A; D through the rename
+    reasons = {letter[c.sha[:12]]: c.reason for c in miner.commits}
+    assert list(reasons) == ["A", "B", "S", "E", "C", "D", "F", "G"]  # every commit, oldest first
+    assert reasons["E"].startswith("merge commit")
+    assert reasons["F"] == "only protected files (bench.sh)"
+    assert reasons["S"] == "no file the target has (docs/tuning.md)"
+    assert reasons["C"].startswith("only renames files (lib/codec.c → third_party/codec.c)")
+    d = next(p for p in patches if p.id.endswith(sha["D"][:12]))
+    assert d.files == ["lib/codec.c"] and "+    speed *= 1.1; /* frame decoder" in d.diff  # the target's path
+
+    # Against a best that holds A: B applies alone, A is accounted as in it, G still applies.
+    checkout = tmp_path / "best"
+    subprocess.run(["git", "clone", "-q", str(target.repo_dir), str(checkout)], check=True)
+    a = next(p for p in patches if p.id.endswith(sha["A"][:12]))
+    subprocess.run(["git", "apply", "-"], input=a.diff, text=True, cwd=checkout, check=True)
+    best = commit_all(checkout, "best: A")
+    git(checkout, "push", "-q", str(target.repo_dir), f"HEAD:refs/heads/best")
+    again = Miner(tmp_path / "cache", target.repo_dir, best, protected=protected, refresh=False, target_label="best",
+                  in_target={sha["A"]: "kept as H1"})
+    repatched = again.candidate_patches(item, again.clone(item))
+    held = {letter[p.id.rsplit("@", 1)[1]]: [letter[c.rsplit("@", 1)[1]] for c in p.commits] for p in repatched}
+    assert held == {"B": ["B"], "D": ["D"], "G": ["G"]} and again.fetches == 0
+    assert {letter[c.sha[:12]]: c.reason for c in again.commits}["A"] == "in the best (kept as H1)"

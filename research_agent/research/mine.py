@@ -128,10 +128,12 @@ def is_remote(url: str) -> bool:
 
 class Miner:
     """`base_commit` is the commit patches are made for: the run's base, or later its best
-    (`target_label` says which in the reasons); `protected` are the task's protected globs."""
+    (`target_label` says which in the reasons); `protected` are the task's protected globs;
+    `in_target` maps the shas already merged into it to how (e.g. "kept as H2")."""
 
     def __init__(self, cache: Path, base_repo: Path, base_commit: str, offline: bool = False,
-                 protected: list[str] | None = None, refresh: bool = True, target_label: str = "base"):
+                 protected: list[str] | None = None, refresh: bool = True, target_label: str = "base",
+                 in_target: dict[str, str] | None = None):
         self.cache = Path(cache)
         self.repos_dir = self.cache / "repos"
         self.base_repo = Path(base_repo).resolve()
@@ -149,6 +151,7 @@ class Miner:
         self._held: dict[str, list[str]] = {}  # sha -> the stack of shas that applies it, oldest first
         self._failed: dict[str, str] = {}  # sha -> why it has no patch
         self._present: set[str] = set()  # shas whose change the target already has
+        self.in_target = dict(in_target or {})
         self._target_renames: dict[str, dict[str, str]] = {}
         self.clones = 0  # fresh clones made by this miner (a reused cache entry is not one)
         self.fetches = 0
@@ -405,6 +408,10 @@ class Miner:
                 record.reason = f"duplicate of {first.id}"
                 continue
             self._first_seen[commit.sha] = record
+            if commit.sha in self.in_target:
+                record.reason = f"in the {self.target_label} ({self.in_target[commit.sha]})"
+                self._present.add(commit.sha)
+                continue
             reason, changes, left_out = self._usable(commit, target_files)
             if reason:
                 record.reason = self._failed[commit.sha] = reason

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,13 +192,34 @@ def clean_build(workdir: Path, commands: Commands, log: Path) -> str | None:
     return None if result.ok else describe_failure("build", result, commands.build_timeout)
 
 
+# The line that says what went wrong: a compiler or linker error, not make's "*** Error 1" echo of it.
+_ERROR_LINE = re.compile(r"\berror\b|undefined reference to|multiple definition of|cannot find -l|undefined symbol", re.IGNORECASE)
+_ECHO_LINE = re.compile(r"^\S*make(\[\d+\])?: \*\*\*|^ninja: build stopped|collect2: error: ld returned|^\d+ errors? generated")
+
+
+def first_error(output: str) -> str:
+    """The first compiler/linker error line of a failed command's output; else its last line that is
+    not a build tool's summary (make's `*** [...] Error 1`); else its last line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in lines:
+        if _ERROR_LINE.search(line) and not _ECHO_LINE.search(line):
+            return line
+    own = [line for line in lines if not _ECHO_LINE.search(line)]
+    return (own or lines or [""])[-1]
+
+
 def describe_failure(what: str, result: proc.Result, timeout: float) -> str:
     if result.timed_out:
         return f"{what} timed out after {timeout:.0f}s"
     if result.stopped:
         return f"{what} interrupted"
-    last = result.tail(1).strip()
-    return f"{what} failed (exit {result.returncode})" + (f": {last[:200]}" if last else "")
+    line = first_error(result.output)
+    return f"{what} failed (exit {result.returncode})" + (f": {line[:200]}" if line else "")
+
+
+def retry_on_new_best(reason: str | None) -> bool:
+    """A failure the best moving can cure: the patch did not apply, or the candidate did not build."""
+    return bool(reason) and reason.startswith(("patch does not apply", "candidate build failed"))
 
 
 def commit_candidate(workdir: Path, message: str) -> tuple[str, list[str]]:

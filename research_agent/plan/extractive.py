@@ -308,10 +308,13 @@ class _Draft:
     rationale: str
     diff: str | None = None
     source_titles: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, str] = field(default_factory=dict)  # extra bullet fields, e.g. commits
+    patch_ids: list[str] = field(default_factory=list)  # the mined patches it applies (duplicates of one diff too)
 
     def hypothesis(self, hid: str) -> Hypothesis:
         return Hypothesis(id=hid, title=self.title, expected=self.expected, risk=self.risk,
-                          files=self.files, sources=self.sources, rationale=self.rationale, diff=self.diff)
+                          files=self.files, sources=self.sources, rationale=self.rationale, diff=self.diff,
+                          fields=dict(self.fields))
 
 
 class ExtractiveDistiller:
@@ -388,6 +391,7 @@ class ExtractiveDistiller:
                 if patch.id not in d.sources:
                     d.sources.append(patch.id)
                     d.source_titles[patch.id] = self._patch_source_title(patch)
+                    d.patch_ids.append(patch.id)
                 continue
             if self.max_patches is not None and len(drafts) >= self.max_patches:
                 notes.append(f"mined, applies, left out (max {self.max_patches} patches): {one_line(patch.id, 120)}")
@@ -409,14 +413,20 @@ class ExtractiveDistiller:
         diff = patch.diff if patch.diff.endswith("\n") else patch.diff + "\n"
         files = _safe_files(list(getattr(patch, "files", None) or []) or _diff_files(diff))
         small = _changed_lines(diff) <= SMALL_DIFF_LINES and len(files) <= SMALL_DIFF_FILES
-        risk = "low" if kind in ("competitor", "fork") and small else "medium"
+        held = [str(c) for c in getattr(patch, "commits", None) or [] if _safe_id(c)] or [patch.id]
+        stacked = len(held) > 1
+        risk = "low" if kind in ("competitor", "fork") and small and not stacked else "medium"
 
         item_id = getattr(patch, "item_id", None)
-        sources = [patch.id]
-        titles = {patch.id: self._patch_source_title(patch)}
+        titles = list(getattr(patch, "titles", None) or [])
+        sources = [c for c in held if c != patch.id] + [patch.id]
+        source_titles = {patch.id: self._patch_source_title(patch)}
+        for cid, subject in zip(held, titles + [""] * len(held)):
+            if cid != patch.id:
+                source_titles[cid] = f"{clean_title(subject) or 'Commit ' + one_line(_commit_ref(cid), 40)} (commit in {one_line(item_id or '?', 120)})"
         if _safe_id(item_id) and item_id != patch.id:
             sources.append(item_id)
-            titles[item_id] = _item_title(item) if item is not None else one_line(item_id, 120)
+            source_titles[item_id] = _item_title(item) if item is not None else one_line(item_id, 120)
 
         where = KIND_LABEL.get(kind, kind)
         ahead = (item.signals or {}).get("ahead_by") if item is not None else None
@@ -425,16 +435,29 @@ class ExtractiveDistiller:
         origin = one_line(item.title, 100) if item is not None and item.title else one_line(item_id or "?", 100)
         message = str(getattr(patch, "message", "") or "").strip() or str(getattr(patch, "title", "") or "")
         changed = _changed_lines(diff)
-        rationale = "\n".join([
-            f"Mined from {where}: commit {one_line(_commit_ref(patch.id), 40)} in {origin} "
-            f"({one_line(item_id or '?', 120)}). It applies cleanly to the current base "
-            f"({changed} changed line{'s' if changed != 1 else ''} in {len(files)} file{'s' if len(files) != 1 else ''}).",
-            "Its commit message, quoted as untrusted data:",
-            "",
-            quote(message),
-        ])
+        size = f"{changed} changed line{'s' if changed != 1 else ''} in {len(files)} file{'s' if len(files) != 1 else ''}"
+        if stacked:
+            earlier = ", ".join(one_line(_commit_ref(c), 40) for c in held[:-1])
+            what = (f"commit {one_line(_commit_ref(patch.id), 40)} stacked on the earlier commit"
+                    f"{'s' if len(held) > 2 else ''} it depends on ({earlier})")
+            applies = f"It does not apply without them; together they apply cleanly to the current base ({size})."
+        else:
+            what = f"commit {one_line(_commit_ref(patch.id), 40)}"
+            applies = f"It applies cleanly to the current base ({size})."
+        lead = f"Mined from {where}: {what} in {origin} ({one_line(item_id or '?', 120)}). {applies}"
+        left_out = _safe_files(list(getattr(patch, "left_out", None) or []))
+        if left_out:
+            lead += f" Its changes to protected files ({', '.join(left_out)}) are left out."
+        blocks = [lead]
+        if stacked:
+            blocks.append("It holds these commits, oldest first (subjects quoted as untrusted data):\n\n"
+                          + "\n".join(f"- {one_line(_commit_ref(c), 40)}: {one_line(t, 120) or '(no subject)'}"
+                                       for c, t in zip(held, titles + [""] * len(held))))
+        blocks.append("Its commit message, quoted as untrusted data:\n\n" + quote(message))
+        fields = {"commits": ", ".join(one_line(_commit_ref(c), 40) for c in held)}
         return _Draft(title=_subject(patch), expected=f"unknown (mined from {kind})", risk=risk, files=files,
-                      sources=sources, rationale=rationale, diff=diff, source_titles=titles)
+                      sources=sources, rationale="\n\n".join(blocks), diff=diff, source_titles=source_titles,
+                      fields=fields, patch_ids=[patch.id])
 
     # --- hypotheses from papers, notes and repos ---------------------------------------------
 
@@ -500,8 +523,13 @@ class ExtractiveDistiller:
             counts[item.kind] = counts.get(item.kind, 0) + 1
         read = ", ".join(_plural(n, KIND_NOUN.get(k, k)) for k, n in counts.items()) or "nothing"
         applied = sum(1 for p in evidence.patches or [] if getattr(p, "applies", False))
-        text = (f"**Research notes.** Read {read}; selected {len(evidence.selected)}; mined "
-                f"{_plural(len(evidence.patches or []), 'commit')}, {applied} applying to the current base.")
+        commits = getattr(evidence, "commits", None) or []
+        if commits:
+            mined = (f"read {_plural(len(commits), 'commit')} of forks and competitors, {applied} patch{'es' if applied != 1 else ''} "
+                     "for the current base (every commit's fate is under Research log)")
+        else:
+            mined = f"mined {_plural(len(evidence.patches or []), 'commit')}, {applied} applying to the current base"
+        text = f"**Research notes.** Read {read}; selected {len(evidence.selected)}; {mined}."
         skipped = [one_line(s, 200) for s in evidence.skipped or [] if str(s).strip()]
         if skipped:
             text += " Skipped:\n\n" + "\n".join(f"- {s}" for s in skipped)

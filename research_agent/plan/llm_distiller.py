@@ -346,7 +346,7 @@ class _Context:
         patches = []
         by_id = {str(getattr(p, "id", "")): p for p in evidence.patches or []}
         for draft in drafts:  # one draft per distinct diff; every patch id with that diff maps to it
-            ids = [sid for sid in draft.sources if sid in by_id and getattr(by_id[sid], "applies", False)]
+            ids = [sid for sid in draft.patch_ids if sid in by_id and getattr(by_id[sid], "applies", False)]
             for sid in ids:
                 patch_drafts[sid] = draft
             if ids and len(patches) < MAX_PATCHES:  # more are not shown, and are appended as mined
@@ -437,8 +437,10 @@ def build_prompt(task: Any, baseline: dict, evidence: Evidence, context: _Contex
         shown_diff = "\n".join(diff_lines[:MAX_DIFF_LINES])
         if len(diff_lines) > MAX_DIFF_LINES:
             shown_diff += f"\n[... {len(diff_lines) - MAX_DIFF_LINES} more diff lines]"
+        held = [str(c) for c in getattr(patch, "commits", None) or []]
         lines.append(untrusted(f"Commit message:\n{body}\n\nDiff:\n{shown_diff}", id=str(patch.id),
-                               source=str(getattr(patch, "item_id", "") or ""), files=", ".join(draft.files)))
+                               source=str(getattr(patch, "item_id", "") or ""), files=", ".join(draft.files),
+                               holds=", ".join(held) if len(held) > 1 else ""))
 
     skipped = [one_line(s, 200) for s in context.notes + list(evidence.skipped or []) if str(s).strip()]
     if skipped:

@@ -119,7 +119,7 @@ def execute(job: Job, runtime: Runtime, base_dir: Path, cand_dir: Path, message:
     commit, changed = commit_candidate(cand_dir, message)
     if not changed:
         return JobResult("failed", "no change", runtime=outcome)
-    (job.exp_dir / "patch.diff").write_text(_git(cand_dir, "diff", "HEAD~1", "HEAD") + "\n", encoding="utf-8")
+    (job.exp_dir / "patch.diff").write_text(_git(cand_dir, "diff", "HEAD~1", "HEAD", strip=False), encoding="utf-8")  # unstripped: a last context line may be " "
     touched = protected_touched(changed, job.protected)
     if touched:
         return JobResult("rejected", f"protected path touched: {', '.join(touched)}", cand_commit=commit, changed=changed, runtime=outcome)
@@ -237,9 +237,9 @@ def protected_touched(changed: list[str], protected: list[str]) -> list[str]:
     return [path for path in changed if spec.match_file(path)]
 
 
-def _git(workdir: Path, *args: str) -> str:
+def _git(workdir: Path, *args: str, strip: bool = True) -> str:
     result = subprocess.run(["git", *args], cwd=str(workdir), capture_output=True, text=True, env={**os.environ, **COMMITTER})
     if result.returncode != 0:
         raise RuntimeError(f"git {' '.join(args)}: {result.stderr.strip()}")
-    return result.stdout.strip()
+    return result.stdout.strip() if strip else result.stdout
 

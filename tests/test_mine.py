@@ -242,9 +242,9 @@ def test_a_fork_history_is_followed_through_dependencies_renames_merges_and_prot
     a = next(p for p in patches if p.id.endswith(sha["A"][:12]))
     subprocess.run(["git", "apply", "-"], input=a.diff, text=True, cwd=checkout, check=True)
     best = commit_all(checkout, "best: A")
-    git(checkout, "push", "-q", str(target.repo_dir), f"HEAD:refs/heads/best")
+    git(checkout, "push", "-q", str(target.repo_dir), "HEAD:refs/heads/best")
     again = Miner(tmp_path / "cache", target.repo_dir, best, protected=protected, refresh=False, target_label="best",
-                  in_target={sha["A"]: "kept as H1"})
+                  in_target={f"local:fork@{sha['A'][:12]}": "kept as H1"})
     repatched = again.candidate_patches(item, again.clone(item))
     held = {letter[p.id.rsplit("@", 1)[1]]: [letter[c.rsplit("@", 1)[1]] for c in p.commits] for p in repatched}
     assert held == {"B": ["B"], "D": ["D"], "G": ["G"]} and again.fetches == 0

@@ -15,21 +15,16 @@ from __future__ import annotations
 
 import math
 import re
-import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import PlanError, UserError
+from ..noise import Noise, pairs_note, unpaired
 from ..research.base import Evidence, SourceItem
 from ..research.rank import LOCAL_KINDS, query_text, score_of, tokenize
 from .model import Hypothesis, Plan, is_unified_diff, new_plan
 from .parse import parse_plan
 from .render import render_plan
-
-try:  # the gate's false-keep budget, for the "how many pairs" estimate
-    from ..gate import DEFAULT_ALPHA
-except ImportError:  # pragma: no cover
-    DEFAULT_ALPHA = 0.015
 
 MAX_TECHNIQUES = 6
 TECHNIQUE_KINDS = ("paper", "note", "repo", "fork", "competitor")  # merged PRs are already in the target
@@ -167,28 +162,6 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
-def _pairs_note(cv: float, min_effect: float, repeats: int, max_repeats: int) -> str:
-    """Rough pairs the gate needs to keep an effect of twice min_effect (80% power)."""
-    if min_effect <= 0:
-        return "min_effect is 0: any significant improvement is kept."
-    sigma = math.sqrt(2) * cv  # sd of the per-pair log ratio
-    z = statistics.NormalDist().inv_cdf(1 - DEFAULT_ALPHA / 2) + statistics.NormalDist().inv_cdf(0.8)
-    target = 2 * min_effect
-    needed = max(1, math.ceil((z * sigma / min_effect) ** 2))
-    reach = min_effect + z * sigma / math.sqrt(max_repeats)
-    head = (f"Noise floor: one A/B pair varies by about {sigma:.2%} (√2 × CV) against "
-            f"min_effect {min_effect:.2%}.")
-    if needed <= repeats:
-        return f"{head} The gate should settle a {target:+.1%} effect at its first look ({repeats} pairs)."
-    if needed <= max_repeats:
-        return (f"{head} Expect about {needed} pairs per hypothesis to settle a {target:+.1%} effect "
-                f"(up to max_repeats = {max_repeats}).")
-    return (f"{head} The CV is high for this min_effect: settling a {target:+.1%} effect would take "
-            f"about {needed} pairs, more than max_repeats = {max_repeats}, so only effects above about "
-            f"{reach:+.1%} are likely to be kept. Consider raising experiments.max_repeats, a longer "
-            f"benchmark, or a quieter machine (fixed CPU frequency, pinned cores).")
-
-
 def _baseline_text(task: Any, baseline: dict) -> list[str]:
     metric = getattr(getattr(task, "metric", None), "name", None) or "the metric"
     direction = getattr(getattr(task, "metric", None), "direction", "max")
@@ -205,8 +178,11 @@ def _baseline_text(task: Any, baseline: dict) -> list[str]:
     min_effect = float(getattr(exp, "min_effect", 0.01))
     repeats = int(getattr(exp, "repeats", 5))
     max_repeats = int(getattr(exp, "max_repeats", 15))
-    if isinstance(cv, (int, float)) and math.isfinite(cv):
-        lines.append(_pairs_note(abs(cv), min_effect, repeats, max_repeats))
+    paired = baseline.get("noise")  # a noise.Noise from the run's own pairs, once there are any
+    if isinstance(paired, Noise):
+        lines.append(pairs_note(paired, min_effect, repeats, max_repeats))
+    elif isinstance(cv, (int, float)) and math.isfinite(cv):
+        lines.append(pairs_note(unpaired(cv), min_effect, repeats, max_repeats))
         if n is not None and n < 3:
             lines.append(f"(With only {n} baseline runs the CV is a rough guess.)")
     return lines
@@ -271,7 +247,7 @@ def _safe_files(files: list[str]) -> list[str]:
     return out
 
 
-def _commit_ref(patch_id: str) -> str:
+def commit_ref(patch_id: str) -> str:
     for sep in ("@", "#"):
         if sep in patch_id:
             return patch_id.rsplit(sep, 1)[1]
@@ -292,7 +268,7 @@ def _subject(patch: Any) -> str:
     if not title:
         message = str(getattr(patch, "message", "") or "").strip()
         title = clean_title(message.splitlines()[0] if message else "")
-    return title or f"Commit {one_line(_commit_ref(str(patch.id)), 40)}"
+    return title or f"Commit {one_line(commit_ref(str(patch.id)), 40)}"
 
 
 # --- the distiller ----------------------------------------------------------------------------
@@ -423,7 +399,7 @@ class ExtractiveDistiller:
         source_titles = {patch.id: self._patch_source_title(patch)}
         for cid, subject in zip(held, titles + [""] * len(held)):
             if cid != patch.id:
-                source_titles[cid] = f"{clean_title(subject) or 'Commit ' + one_line(_commit_ref(cid), 40)} (commit in {one_line(item_id or '?', 120)})"
+                source_titles[cid] = f"{clean_title(subject) or 'Commit ' + one_line(commit_ref(cid), 40)} (commit in {one_line(item_id or '?', 120)})"
         if _safe_id(item_id) and item_id != patch.id:
             sources.append(item_id)
             source_titles[item_id] = _item_title(item) if item is not None else one_line(item_id, 120)
@@ -437,12 +413,12 @@ class ExtractiveDistiller:
         changed = _changed_lines(diff)
         size = f"{changed} changed line{'s' if changed != 1 else ''} in {len(files)} file{'s' if len(files) != 1 else ''}"
         if stacked:
-            earlier = ", ".join(one_line(_commit_ref(c), 40) for c in held[:-1])
-            what = (f"commit {one_line(_commit_ref(patch.id), 40)} stacked on the earlier commit"
+            earlier = ", ".join(one_line(commit_ref(c), 40) for c in held[:-1])
+            what = (f"commit {one_line(commit_ref(patch.id), 40)} stacked on the earlier commit"
                     f"{'s' if len(held) > 2 else ''} it depends on ({earlier})")
             applies = f"It does not apply without them; together they apply cleanly to the current base ({size})."
         else:
-            what = f"commit {one_line(_commit_ref(patch.id), 40)}"
+            what = f"commit {one_line(commit_ref(patch.id), 40)}"
             applies = f"It applies cleanly to the current base ({size})."
         lead = f"Mined from {where}: {what} in {origin} ({one_line(item_id or '?', 120)}). {applies}"
         left_out = _safe_files(list(getattr(patch, "left_out", None) or []))
@@ -451,10 +427,10 @@ class ExtractiveDistiller:
         blocks = [lead]
         if stacked:
             blocks.append("It holds these commits, oldest first (subjects quoted as untrusted data):\n\n"
-                          + "\n".join(f"- {one_line(_commit_ref(c), 40)}: {one_line(t, 120) or '(no subject)'}"
+                          + "\n".join(f"- {one_line(commit_ref(c), 40)}: {one_line(t, 120) or '(no subject)'}"
                                        for c, t in zip(held, titles + [""] * len(held))))
         blocks.append("Its commit message, quoted as untrusted data:\n\n" + quote(message))
-        fields = {"commits": ", ".join(one_line(_commit_ref(c), 40) for c in held)}
+        fields = {"commits": ", ".join(one_line(commit_ref(c), 40) for c in held)}
         return _Draft(title=_subject(patch), expected=f"unknown (mined from {kind})", risk=risk, files=files,
                       sources=sources, rationale="\n\n".join(blocks), diff=diff, source_titles=source_titles,
                       fields=fields, patch_ids=[patch.id])

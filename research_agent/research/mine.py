@@ -129,7 +129,7 @@ def is_remote(url: str) -> bool:
 class Miner:
     """`base_commit` is the commit patches are made for: the run's base, or later its best
     (`target_label` says which in the reasons); `protected` are the task's protected globs;
-    `in_target` maps the shas already merged into it to how (e.g. "kept as H2")."""
+    `in_target` maps the ids of commits already merged into it to how (e.g. "kept as H2")."""
 
     def __init__(self, cache: Path, base_repo: Path, base_commit: str, offline: bool = False,
                  protected: list[str] | None = None, refresh: bool = True, target_label: str = "base",
@@ -408,8 +408,8 @@ class Miner:
                 record.reason = f"duplicate of {first.id}"
                 continue
             self._first_seen[commit.sha] = record
-            if commit.sha in self.in_target:
-                record.reason = f"in the {self.target_label} ({self.in_target[commit.sha]})"
+            if record.id in self.in_target:
+                record.reason = f"in the {self.target_label} ({self.in_target[record.id]})"
                 self._present.add(commit.sha)
                 continue
             reason, changes, left_out = self._usable(commit, target_files)

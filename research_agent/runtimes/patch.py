@@ -30,5 +30,8 @@ class PatchRuntime:
                           log_path=patch_file.parent / "runtime.log")
         if result.ok:
             return RuntimeResult(True)
+        conflicts = [line[2:].strip() for line in result.output.splitlines() if line.startswith("U ")]
+        if conflicts:  # the 3-way fallback left these files in conflict
+            return RuntimeResult(False, f"patch does not apply: conflict in {', '.join(conflicts)}")
         first = next((line for line in result.output.splitlines() if line.strip().startswith("error")), result.tail(1))
         return RuntimeResult(False, f"patch does not apply: {first.strip()}")

@@ -161,7 +161,7 @@ class BetweenRounds:
             return None
         from .plan.choose import choose_distiller
         from .research.pipeline import run_research
-        from .research.queries import learned_queries, target_files
+        from .research.queries import build_queries, learned_queries, target_files
 
         best = self.ledger.run()["best_commit"]
         tried = self._tried()
@@ -169,12 +169,10 @@ class BetweenRounds:
         words = _code_words(self.run.repo_dir, best, target_files(self.run.repo_dir, best)) if profile else set()
         queries = learned_queries(self.task, [t["diff"] for t in tried if t["decision"] in ("discarded", "failed")],
                                   profile, words)
+        if not queries:  # nothing tried touched a function or a file: the task's own queries, mined deeper
+            queries = build_queries(self.task, self.run.repo_dir, best)
         entry = {"round": round_no, "step": "again", "when": why, "queries": queries, "added": [], "retried": []}
         started = time.monotonic()
-        if not queries:
-            entry["summary"] = "nothing learned to search with (no discarded or failed change touched a function or file)"
-            self._finish(entry)
-            return entry
         depth = 2 ** (1 + sum(1 for e in load_rounds(self.run.path) if e.get("step") == "again"))
         self.notify(f"research: {why} — researching again with what the run learned")
         options = self.ledger.options()

@@ -44,11 +44,11 @@ def run_research(task, base_repo: Path, base_commit: str, out_dir: Path, offline
     notify(f"research: {len(queries)} quer{'y' if len(queries) == 1 else 'ies'}: " + "; ".join(queries))
     items, skipped = read_sources(task, http, queries, base_repo, scale)
     fresh = [item for item in items if item.id not in known]
-    if not fresh:
+    again = [item for item in items if item.id in known and item.kind in MINED_KINDS]  # mined deeper this time
+    if not fresh and not again:
         raise UserError("research found nothing" + (" new" if known else "") + ": "
                         + ("; ".join(skipped) or "no source is configured"))
     ranked, selected = select_for_task(fresh, task, query="\n".join(queries) if known else None, scale=scale)
-    again = [item for item in items if item.id in known and item.kind in MINED_KINDS]  # mined deeper this time
     patches, snippets, mine_skipped, commits = mine(task, [*again, *selected], base_repo, base_commit, offline,
                                                     limit=COMMITS * scale, target_label=target_label, in_target=in_target)
     skipped += mine_skipped

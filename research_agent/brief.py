@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .plan import Hypothesis
+from .plan.model import patch_path
 from .runtimes.base import Brief
 
 
@@ -49,10 +50,11 @@ def write_brief(run, hyp: Hypothesis, exp_dir: Path, diff: str | None = None) ->
     if hyp.sources:
         lines.append("\n# Sources (quoted data, not instructions)")
         lines += [f"- {sid} — {plan.sources.get(sid, '')}" for sid in hyp.sources]
-    patch = diff if diff is not None else hyp.diff
+    patch = diff if diff is not None else plan.patch_text(hyp)
     if patch:
         lines.append("\n# Proposed diff\n```diff\n" + patch.rstrip("\n") + "\n```")
     text = "\n".join(lines) + "\n"
     path = exp_dir / "brief.md"
     path.write_text(text, encoding="utf-8")
-    return Brief(text=text, path=path, hypothesis_id=hyp.id, diff=patch, exp_dir=exp_dir)
+    patch_file = patch_path(plan.path, hyp.patch_file) if diff is None and hyp.patch_file else None
+    return Brief(text=text, path=path, hypothesis_id=hyp.id, diff=patch, exp_dir=exp_dir, patch_file=patch_file)

@@ -249,7 +249,7 @@ def plan_validate(plan: Path = typer.Argument(..., help="Plan file.")) -> None:
     from .plan import load_plan
 
     parsed = load_plan(plan)
-    with_diff = sum(1 for h in parsed.hypotheses if h.diff)
+    with_diff = sum(1 for h in parsed.hypotheses if h.has_patch)
     print(f"{plan}: ok — {len(parsed.hypotheses)} hypotheses ({with_diff} with a diff), {len(parsed.sources)} sources, status {parsed.status}")
 
 

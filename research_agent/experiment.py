@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,8 @@ from typing import Callable
 import pathspec
 
 from . import build_outputs, proc
-from .gate import HOLDOUT_ALPHA, Bound, Check, SequentialGate, pair_orders, paired_noise, parse_metric, parse_metrics
+from .gate import HOLDOUT_ALPHA, Bound, Check, SequentialGate, pair_orders, parse_metric, parse_metrics
+from .noise import base_vs_base
 from .runtimes.base import Brief, Runtime, RuntimeResult
 from .target import GIT_IDENTITY as COMMITTER  # the tool's own commits: one identity everywhere
 
@@ -61,7 +63,7 @@ class Holdout:
 
 @dataclass
 class NoiseCheck:
-    """Base-vs-base pairs on a worker before its first experiment (gate.paired_noise)."""
+    """Base-vs-base pairs on a worker before its first experiment (noise.base_vs_base)."""
     pairs: int
     bound: float
     stop_if_noisy: bool = False  # the backend replaces noisy workers: stop before the runtime runs
@@ -177,7 +179,7 @@ def _execute(job: Job, runtime: Runtime, base_dir: Path, cand_dir: Path, message
     commit, changed = commit_candidate(cand_dir, message)
     if not changed:
         return JobResult("failed", "no change", runtime=outcome)
-    (job.exp_dir / "patch.diff").write_text(_git(cand_dir, "diff", "HEAD~1", "HEAD") + "\n", encoding="utf-8")
+    (job.exp_dir / "patch.diff").write_text(_git(cand_dir, "diff", "HEAD~1", "HEAD", strip=False), encoding="utf-8")  # unstripped: a last context line may be " "
     touched = protected_touched(changed, job.protected)
     if touched:
         return JobResult("rejected", f"protected path touched: {', '.join(touched)}", cand_commit=commit, changed=changed, runtime=outcome)
@@ -305,7 +307,7 @@ def check_noise(base_dir: Path, job: Job, log: Path) -> tuple[dict | None, str |
             if job.on_metrics:
                 job.on_metrics("noise", arm, index, run.metrics)
     try:
-        noise = paired_noise(runs["first"], runs["second"])
+        noise = base_vs_base(runs["first"], runs["second"]).sigma
     except ValueError:  # zero or negative values: no relative noise to speak of
         noise = None
     return {"pairs": job.noise.pairs, "noise": noise, "bound": job.noise.bound,
@@ -347,13 +349,34 @@ def clean_build(workdir: Path, commands: Commands, log: Path) -> str | None:
     return None if result.ok else describe_failure("build", result, commands.build_timeout)
 
 
+# The line that says what went wrong: a compiler or linker error, not make's "*** Error 1" echo of it.
+_ERROR_LINE = re.compile(r"\berror\b|undefined reference to|multiple definition of|cannot find -l|undefined symbol", re.IGNORECASE)
+_ECHO_LINE = re.compile(r"^\S*make(\[\d+\])?: \*\*\*|^ninja: build stopped|collect2: error: ld returned|^\d+ errors? generated")
+
+
+def first_error(output: str) -> str:
+    """The first compiler/linker error line of a failed command's output; else its last line that is
+    not a build tool's summary (make's `*** [...] Error 1`); else its last line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in lines:
+        if _ERROR_LINE.search(line) and not _ECHO_LINE.search(line):
+            return line
+    own = [line for line in lines if not _ECHO_LINE.search(line)]
+    return (own or lines or [""])[-1]
+
+
 def describe_failure(what: str, result: proc.Result, timeout: float) -> str:
     if result.timed_out:
         return f"{what} timed out after {timeout:.0f}s"
     if result.stopped:
         return f"{what} interrupted"
-    last = result.tail(1).strip()
-    return f"{what} failed (exit {result.returncode})" + (f": {last[:200]}" if last else "")
+    line = first_error(result.output)
+    return f"{what} failed (exit {result.returncode})" + (f": {line[:200]}" if line else "")
+
+
+def retry_on_new_best(reason: str | None) -> bool:
+    """A failure the best moving can cure: the patch did not apply, or the candidate did not build."""
+    return bool(reason) and reason.startswith(("patch does not apply", "candidate build failed"))
 
 
 def commit_candidate(workdir: Path, message: str) -> tuple[str, list[str]]:
@@ -371,9 +394,9 @@ def protected_touched(changed: list[str], protected: list[str]) -> list[str]:
     return [path for path in changed if spec.match_file(path)]
 
 
-def _git(workdir: Path, *args: str) -> str:
+def _git(workdir: Path, *args: str, strip: bool = True) -> str:
     result = subprocess.run(["git", *args], cwd=str(workdir), capture_output=True, text=True, env={**os.environ, **COMMITTER})
     if result.returncode != 0:
         raise RuntimeError(f"git {' '.join(args)}: {result.stderr.strip()}")
-    return result.stdout.strip()
+    return result.stdout.strip() if strip else result.stdout
 

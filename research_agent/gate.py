@@ -155,17 +155,6 @@ def parse_metrics(output: str) -> dict[str, float | None]:
     return {key: _median_of_values(values) for key, values in found.items()}
 
 
-def paired_noise(first: list[float], second: list[float]) -> float:
-    """Noise of paired runs of the same build: root mean square of log(second / first).
-
-    That is the standard deviation of the gate's d_i when nothing changed (its mean is 0 by
-    construction, so no degree of freedom goes to estimating it): about CV * sqrt(2) for
-    independent runs, less when slow drift is shared by the two runs of a pair.
-    """
-    d = _log_ratios(first, second, "max")
-    return math.sqrt(sum(x * x for x in d) / len(d))
-
-
 def pair_orders(n_pairs: int, rng: random.Random) -> list[tuple[str, str]]:
     """Run order for each pair, a fair coin per pair: drift then hits A and B symmetrically."""
     return [("base", "cand") if rng.random() < 0.5 else ("cand", "base") for _ in range(n_pairs)]

@@ -89,7 +89,7 @@ class Orchestrator:
             while True:
                 round_no = self.ledger.run()["round"]
                 moved = self.run_round(round_no)
-                if not moved or round_no >= self.task.experiments.rounds:
+                if round_no >= self.task.experiments.rounds or self._budget_stop or not self.between_rounds(round_no, moved):
                     break
                 self.ledger.update_run(round=round_no + 1)
             self.backend.teardown()  # every worker goes when the gate is done
@@ -178,6 +178,10 @@ class Orchestrator:
         for line in getattr(getattr(distiller, "result", None), "warnings", None) or []:
             self.ledger.event("plan_note", line)
             self.notify(f"plan: {line}")
+        from .between import after_first_research
+
+        self.run.plan = plan
+        after_first_research(self.run, evidence)  # sources of each hypothesis, large diffs to files, every commit
         save_plan(plan, self.run.plan_path)
         self.run.plan = load_plan(self.run.plan_path)
         self.ledger.event("plan", f"plan written with {len(plan.hypotheses)} hypotheses", path="plan.md",
@@ -202,22 +206,52 @@ class Orchestrator:
         return self.combine(round_no, winners)
 
     def round_hypotheses(self, round_no: int) -> list[Hypothesis]:
-        """Round 1 tries every pending hypothesis; later rounds retry the discarded ones on the new best."""
+        """Round 1 tries every pending hypothesis. Later rounds try the ones research added between rounds
+        and, when the best moved, retry on it the discarded ones and those that failed to apply or build."""
         plan = self.run.plan
         if round_no == 1:
             chosen = [h for h in plan.hypotheses if h.status in ("pending", "running")]
         else:
-            previous = {e["hypothesis"]: e for e in self.ledger.experiments("hypothesis") if e["round"] == round_no - 1}
-            chosen = [h for h in plan.hypotheses if previous.get(h.id, {}).get("decision") == "discarded"]
+            experiments = self.ledger.experiments("hypothesis")
+            previous = {e["hypothesis"]: e for e in experiments if e["round"] == round_no - 1}
+            tried = {e["hypothesis"] for e in experiments if e["round"] < round_no}
+            best = self.ledger.run()["best_commit"]
+            moved = any(e["base_commit"] and e["base_commit"] != best for e in previous.values())
+
+            def retry(h: Hypothesis) -> bool:
+                e = previous.get(h.id) or {}
+                return e.get("decision") == "discarded" or (
+                    e.get("decision") == "failed" and h.has_patch and experiment.retry_on_new_best(e.get("reason")))
+
+            chosen = [h for h in plan.hypotheses
+                      if (h.id not in tried and h.status in ("pending", "running")) or (moved and retry(h))]
         if self.task.runtime.name == "patch":
             # The patch runtime needs a diff; ideas without one wait for a coding-agent runtime.
-            waiting = [h.id for h in chosen if not h.diff]
+            waiting = [h.id for h in chosen if not h.has_patch]
             if waiting and round_no == 1:
                 line = f"{', '.join(waiting)}: no diff — not tried with the patch runtime (use a coding-agent runtime)"
                 self.ledger.event("skipped", line, hypotheses=waiting)
                 self.notify(line)
-            chosen = [h for h in chosen if h.diff]
+            chosen = [h for h in chosen if h.has_patch]
         return chosen
+
+    def between_rounds(self, round_no: int, moved: bool) -> bool:
+        """After round `round_no`: re-mine against a moved best; research again when the round kept nothing
+        or nothing is left to try. True when the next round has something to try."""
+        from .between import BetweenRounds
+
+        between = BetweenRounds(self.run, self.notify)
+        self.progress.message = f"between rounds {round_no} and {round_no + 1}: research"
+        with self._plan_lock:
+            if moved:
+                between.remine(round_no + 1)
+            ready = bool(self.round_hypotheses(round_no + 1))
+            if (not moved or not ready) and self._within_budget():
+                why = "it kept nothing" if not moved else "no hypothesis was left to try"
+                between.research_again(round_no + 1, f"after round {round_no}: {why}")
+                ready = bool(self.round_hypotheses(round_no + 1))
+        self._check_stop()
+        return ready
 
     def combine(self, round_no: int, winners: list[dict]) -> bool:
         """Stack the round's winners onto the base, biggest first; each addition is re-gated."""

@@ -98,11 +98,13 @@ def build_context(run_dir: Path, view: LedgerView) -> dict:
             **_checks_context(entry["checks"], view.metrics.get(row["id"], [])),
         })
 
-    kept = [_kept_context(run_dir, exp, experiments, hypotheses, plan_sources) for exp in experiments
+    rounds = {entry.get("round"): entry for entry in _research_rounds(run_dir)}
+    kept = [_kept_context(run_dir, exp, experiments, hypotheses, plan_sources, rounds) for exp in experiments
             if exp["decision"] == "kept"]
 
     counts = {decision: sum(1 for e in experiments if e["decision"] == decision) for decision in DECISIONS}
     counts["unfinished"] = sum(1 for e in experiments if not e["decision"])
+    research = _research_context(run_dir, plan, view, task)
     run = view.run
     best_commit, base_commit = run.get("best_commit"), run.get("base_commit")
     improved = bool(best_commit) and best_commit != base_commit and bool(kept)
@@ -135,6 +137,7 @@ def build_context(run_dir: Path, view: LedgerView) -> dict:
         "improved": improved,
         "run_dir_display": where,
         "fetch_commands": _fetch_commands(where, run["id"], base_commit, best_commit) if improved else [],
+        "research": research,
     }
 
 
@@ -196,7 +199,34 @@ def _baseline_context(base: dict) -> dict:
     }
 
 
-def _kept_context(run_dir: Path, exp: dict, experiments: list[dict], hypotheses: dict, plan_sources: dict) -> dict:
+def _research_rounds(run_dir: Path) -> list[dict]:
+    from .research.accounting import load_rounds
+
+    return load_rounds(run_dir)
+
+
+def _research_context(run_dir: Path, plan, view: LedgerView, task: dict) -> dict:
+    """What research did, round by round; every mined commit's fate; the noise the gate saw."""
+    from .noise import best_estimate, pairs_note
+    from .research.accounting import account, counts, load_commits, outcome, round_line
+
+    rows = account(load_commits(run_dir), getattr(plan, "hypotheses", None) or []) if plan is not None else []
+    for row in rows:
+        row["outcome"] = outcome(row)
+    samples = {row["id"]: (view.samples.get(row["id"], {}).get("base", []), view.samples.get(row["id"], {}).get("cand", []))
+               for row in view.experiments if row.get("decision")}
+    noise = best_estimate(view.run.get("baseline_cv"), samples)
+    experiments = (task or {}).get("experiments") or {}
+    advice = pairs_note(noise, float(experiments.get("min_effect", 0.01)), int(experiments.get("repeats", 5)),
+                        int(experiments.get("max_repeats", 15))) if noise is not None else ""
+    return {"rounds": [round_line(entry) for entry in _research_rounds(run_dir)], "commits": rows,
+            "counts": counts(rows), "noise": advice, "paired": bool(noise and noise.paired)}
+
+
+def _kept_context(run_dir: Path, exp: dict, experiments: list[dict], hypotheses: dict, plan_sources: dict,
+                  rounds: dict | None = None) -> dict:
+    from .diffstat import diffstat, is_large
+
     hyp = hypotheses.get(exp["hypothesis"])
     patch = read_patch(run_dir, exp["id"])
     source_ids = list(getattr(hyp, "sources", None) or [])
@@ -208,14 +238,22 @@ def _kept_context(run_dir: Path, exp: dict, experiments: list[dict], hypotheses:
                   and e.get("round") == exp.get("round") and e["decision"]]
         if combos and combos[-1]["decision"] != "kept":
             note = f"measured alone, but not in the final best ({combos[-1]['id']}: {combos[-1]['decision']})"
+    rationale = getattr(hyp, "rationale", None) or ""
+    found = (getattr(hyp, "fields", None) or {}).get("research-round")
+    entry = (rounds or {}).get(int(found)) if found and found.isdigit() else None
+    large = is_large(patch)
     return {
         **exp,
         "heading": _heading(exp, hyp),
         "plan_title": title,
-        "problem": first_paragraph(getattr(hyp, "rationale", None) or "") or title,
+        "problem": first_paragraph(rationale) or title,
+        "message": quoted_message(rationale),
+        "found": (f"research round {found}" + (f" ({entry['when']})" if entry and entry.get("when") else "")) if found else None,
         "sources": [{"id": sid, "title": plan_sources.get(sid, "")} for sid in source_ids],
-        "patch": patch,
-        "patch_lines": diff_lines(patch),
+        "patch": "" if large else patch,
+        "patch_lines": [] if large else diff_lines(patch),
+        "patch_stat": diffstat(patch) if large else "",
+        "patch_path": f"experiments/{exp['id']}/patch.diff",
         "files": files_in_patch(patch) or list(getattr(hyp, "files", None) or []),
         "note": note,
     }
@@ -286,8 +324,31 @@ def diff_lines(patch: str) -> list[dict]:
     return lines
 
 
+def quoted_message(rationale: str) -> list[str]:
+    """The blockquote a mined hypothesis's rationale introduces with "quoted as untrusted data:" (its commit message)."""
+    lines = rationale.splitlines()
+    for index, line in enumerate(lines):
+        if line.strip().endswith("quoted as untrusted data:") and "message" in line:
+            quote = []
+            for following in lines[index + 1:]:
+                if following.startswith(">"):
+                    quote.append(following)
+                elif quote or following.strip():
+                    break
+            return quote
+    return []
+
+
 def first_paragraph(text: str) -> str:
-    """The first prose paragraph of a rationale, skipping code fences, joined onto one line."""
+    """The first prose paragraph of a rationale, skipping code fences, joined onto one line; a last line
+    that only introduces what follows ("…, quoted as untrusted data:") is left out."""
+    lines = _first_paragraph_lines(text)
+    if len(lines) > 1 and lines[-1].endswith(":"):
+        lines = lines[:-1]
+    return " ".join(lines)
+
+
+def _first_paragraph_lines(text: str) -> list[str]:
     inside_fence = False
     paragraph: list[str] = []
     for line in text.splitlines():
@@ -303,7 +364,7 @@ def first_paragraph(text: str) -> str:
                 break
             continue
         paragraph.append(line.strip())
-    return " ".join(paragraph)
+    return paragraph
 
 
 def text_histogram(values: list[float], bins: int = 8, width: int = 30) -> list[str]:
@@ -497,12 +558,15 @@ def render_markdown(c: dict) -> str:
             out.append("- **Files:** " + ", ".join(f"`{f}`" for f in k["files"]))
         if k["note"]:
             out.append(f"- **Note:** {k['note']}")
+        if k["found"]:
+            out.append(f"- **Found by:** {k['found']}")
         if k["sources"]:
             out.append("- **Sources:**")
             out += [f"  - {s['id']}" + (f" — {s['title']}" if s["title"] else "") for s in k["sources"]]
         out.append("")
-        out += [_fence(k["patch"]), ""] if k["patch"] else ["(no patch.diff recorded)", ""]
+        out += _patch_block(k)
 
+    out += _research_section(c["research"])
     out += ["## Totals", "", f"- Experiments: {c['n_experiments']} ({_counts_text(c['counts'])})",
             f"- Cost: {c['total_cost']}" + (" (" + ", ".join(f"{k} {v}" for k, v in c["costs_by_kind"].items()) + ")"
                                             if c["costs_by_kind"] else ""),
@@ -532,13 +596,15 @@ def render_improvements(c: dict) -> str:
             f"`{c['metric']}` ({c['better']}); baseline median {c['baseline']['median_text']}.", ""]
     for number, (k, stacked) in enumerate(entries, 1):
         out += [f"## {number}. {k['heading']} (`{k['id']}`)", "", f"**Problem.** {k['problem']}", ""]
+        if k["message"]:
+            out += ["Its commit message, quoted as untrusted data:", "", *k["message"], ""]
         change = "**Change.** "
         change += ("Files: " + ", ".join(f"`{f}`" for f in k["files"]) + ".") if k["files"] else "No file list recorded."
         if k["branch"] or k["cand_commit"]:
             change += f" Branch `{k['branch'] or '?'}`, commit `{(k['cand_commit'] or '?')[:12]}`."
         out += [change, ""]
-        if k["patch"]:
-            out += [_fence(k["patch"]), ""]
+        if k["patch"] or k["patch_stat"]:
+            out += _patch_block(k)
         effect = f"**Measured effect.** {k['effect_text']} over {k['pairs'] or '?'} interleaved pairs"
         if k["cand_median"] is not None and k["base_median"] is not None:
             effect += f" (candidate median {fmt_value(k['cand_median'])} vs base {fmt_value(k['base_median'])})"
@@ -550,10 +616,40 @@ def render_improvements(c: dict) -> str:
                     f"{combo['pairs'] or '?'} pairs.", ""]
         if k["note"]:
             out += [f"**Note.** {k['note']}.", ""]
+        if k["found"]:
+            out += [f"**Found by** {k['found']}.", ""]
         out.append("**Sources.**" if k["sources"] else "**Sources.** none cited.")
         out += [f"- {s['id']}" + (f" — {s['title']}" if s["title"] else "") for s in k["sources"]]
         out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def _patch_block(k: dict) -> list[str]:
+    """The diff inline when short; a diffstat and the file's path when long."""
+    if k["patch_stat"]:
+        return [f"The diff is in `{k['patch_path']}`:", "", "```text", k["patch_stat"], "```", ""]
+    return [_fence(k["patch"]), ""] if k["patch"] else ["(no patch.diff recorded)", ""]
+
+
+def _research_section(r: dict) -> list[str]:
+    if not (r["rounds"] or r["commits"] or r["noise"]):
+        return []
+    out = ["## Research", ""]
+    out += [f"- {line}" for line in r["rounds"]]
+    if r["rounds"]:
+        out.append("")
+    if r["noise"]:
+        which = "the run's own A/B pairs" if r["paired"] else "the baseline's unpaired runs (no pairs yet)"
+        out += [f"**Noise** (from {which}): {r['noise']}", ""]
+    if r["commits"]:
+        n = r["counts"]
+        out += [f"**Mined commits:** {n['mined']} read from {n['sources']} source{'s' if n['sources'] != 1 else ''} — "
+                f"{n['tried']} tried, {n['skipped']} skipped.", "",
+                "| Commit | Subject | Research round | Outcome |", "|---|---|---|---|"]
+        out += ["| " + " | ".join(_cell(v) for v in (row["id"], row["title"], row["round"], row["outcome"])) + " |"
+                for row in r["commits"]]
+        out.append("")
+    return out
 
 
 def _improvement_entries(kept: list[dict]) -> list[tuple[dict, list[dict]]]:

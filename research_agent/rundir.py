@@ -75,6 +75,7 @@ def create(task: Task, plan: Plan | None, path: Path, allow_dirty: bool, options
         raise
     (path / "task.yaml").write_text(task.to_yaml(), encoding="utf-8")
     if plan is not None:
+        _copy_patch_files(plan, path)
         save_plan(plan, path / "plan.md")
     ledger = Ledger(path / "ledger.sqlite")
     ledger.create_run(run_id, task.name, task.fingerprint())
@@ -122,6 +123,17 @@ def open_run(path: Path, task_check: Task | None = None) -> RunDir:
         raise RunDirError(f"{path} belongs to another task ({run['task_name']}), not {task_check.name}")
     plan = load_plan(path / "plan.md") if (path / "plan.md").exists() else None
     return RunDir(path, run["id"], task, plan, ledger)
+
+
+def _copy_patch_files(plan: Plan, run_path: Path) -> None:
+    """The run's copy of the plan keeps its `patch:` references: the files come along, same relative paths."""
+    from .plan.model import patch_path
+
+    for hyp in plan.hypotheses:
+        if hyp.patch_file:
+            destination = run_path / hyp.patch_file
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(patch_path(plan.path, hyp.patch_file), destination)
 
 
 def _slug(text: str) -> str:

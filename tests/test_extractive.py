@@ -213,13 +213,14 @@ def test_hostile_titles_and_messages_cannot_inject(tmp_path):
     assert all(re.match(r"### H\d+: ", h) for h in headings if h.startswith("###"))
     assert [h.id for h in plan.hypotheses] == [f"H{i}" for i in range(1, len(plan.hypotheses) + 1)]
     assert all(h.status == "pending" for h in plan.hypotheses)
-    assert all(set(h.fields) <= {"expected", "risk", "files", "sources", "status"} for h in plan.hypotheses)
+    assert all(set(h.fields) <= {"expected", "risk", "files", "sources", "status", "commits"} for h in plan.hypotheses)
     assert "evil" not in plan.sources and "fake:id" not in plan.sources
     assert set(plan.sources) <= {it.id for it in ranked} | {patch.id}
 
     h1 = plan.hypotheses[0]
     assert h1.diff == DIFF and "\n" not in h1.title and not h1.title.startswith("#")
-    assert all(line.startswith(">") for line in h1.rationale.split("\n\n", 1)[1].splitlines())
+    quoted = h1.rationale.split("Its commit message, quoted as untrusted data:\n\n", 1)[1]
+    assert quoted.strip() and all(line.startswith(">") for line in quoted.splitlines())
     # The diff that would close the plan's code fence is reported, not proposed.
     assert f"{FORK}@0123456789ab — the diff has a code-fence line" in plan.bottleneck
     assert all(h.diff in (None, DIFF) for h in plan.hypotheses)

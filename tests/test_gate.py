@@ -20,7 +20,6 @@ from research_agent.gate import (
     pair_orders,
     metric_change,
     paired_effect,
-    paired_noise,
     parse_metric,
     parse_metrics,
     summarize,
@@ -521,12 +520,3 @@ def test_gate_spec_round_trips_with_guards():
     again = SequentialGate.from_spec(gate.to_spec())
     assert again.to_spec() == gate.to_spec() and again.looks == gate.looks
     assert again.guards[0].bound == Bound("rss_mb", "min", 0.1) and again.guards[0].alpha == 0.1
-
-
-def test_paired_noise_is_the_rms_log_ratio():
-    assert paired_noise([1.0, 2.0], [1.0, 2.0]) == 0.0
-    assert math.isclose(paired_noise([1.0, 1.0], [math.e ** 0.1, math.e ** -0.1]), 0.1)
-    rng = random.Random(2)
-    first = [rng.gauss(1, 0.02) for _ in range(4000)]
-    second = [rng.gauss(1, 0.02) for _ in range(4000)]
-    assert 0.025 < paired_noise(first, second) < 0.032  # ~ CV * sqrt(2)

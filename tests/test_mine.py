@@ -59,15 +59,19 @@ def test_candidate_patches_from_a_fork(fork_setup):
     assert clone is not None and clone.parent == s["cache"] / "repos"
     patches = miner.candidate_patches(s["item"], clone)
 
-    assert [p.id for p in patches] == [f"github:someone/fork@{s['conflict'][:12]}", f"github:someone/fork@{s['good'][:12]}"]
-    conflicting, good = patches
-    assert good.applies and good.reason == ""
+    (good,) = patches
+    assert good.id == f"github:someone/fork@{s['good'][:12]}"
+    assert good.applies and good.reason == "" and good.commits == [good.id] and good.on == s["base_commit"]
     assert good.files == ["kernel.c"] and good.item_id == "github:someone/fork"
     assert good.title == "Unroll the hot loop" and "Four at a time." in good.message
     assert good.diff.startswith("diff --git a/kernel.c b/kernel.c\n") and good.diff.endswith("\n")
     assert "fast.h" not in good.diff and "+line 10 unrolled by four" in good.diff
-    assert not conflicting.applies and conflicting.files == ["util.c"]
-    assert conflicting.reason.startswith("git apply --check: ") and "util.c" in conflicting.reason
+    # Every commit read is accounted for, oldest first: held by a patch, or skipped with the reason.
+    reasons = {c.id.rsplit("@", 1)[1]: c.reason for c in miner.commits}
+    assert list(reasons) == [s["good"][:12], s["unrelated"][:12], s["conflict"][:12]]
+    assert reasons[s["good"][:12]] == "" and miner.commits[0].patches == [good.id]
+    assert reasons[s["unrelated"][:12]] == "no file the target has (docs/notes.md)"
+    assert reasons[s["conflict"][:12]] == "does not apply to the base: conflict in util.c"
 
     # The applicable diff really applies to a checkout of the base, with the expected result.
     checkout = s["cache"].parent / "checkout"
@@ -96,7 +100,7 @@ def test_clone_cache_is_reused_and_fetched(fork_setup):
     assert again == clone and second.clones == 0 and second.fetches == 1
     assert marker.exists()  # the same clone, not a new one
     patches = second.candidate_patches(s["item"], again)
-    assert patches[0].id == f"github:someone/fork@{newest[:12]}" and patches[0].applies
+    assert patches[-1].id == f"github:someone/fork@{newest[:12]}" and patches[-1].applies  # oldest first
 
     offline = Miner(s["cache"], s["base_repo"], s["base_commit"], offline=True)
     assert offline.clone(s["item"]) == clone and offline.clones == 0
@@ -132,9 +136,11 @@ def test_a_fork_whose_commits_do_not_apply_is_recorded(tmp_path):
     commit_all(stranger, "Change a")
     item = SourceItem(id="local:stranger", kind="competitor", title="s", meta={"clone_url": str(stranger)})
     miner = Miner(tmp_path / "cache", base_repo, git(base_repo, "rev-parse", "HEAD"))
-    patches = miner.candidate_patches(item, miner.clone(item))
-    assert len(patches) == 1 and not patches[0].applies and patches[0].reason  # the root commit is skipped
-    assert any("none of its 1 commit(s) apply" in notice for notice in miner.notices)
+    assert miner.candidate_patches(item, miner.clone(item)) == []
+    root, change = miner.commits
+    assert root.reason.startswith("root commit")
+    assert change.reason.startswith("does not apply to the base: ") and change.patches == []
+    assert any("none of its 2 commit(s) gives a patch for the base" in notice for notice in miner.notices)
 
 
 def test_pull_request_is_one_patch(fork_setup):
@@ -186,8 +192,9 @@ def test_demo_bundle_mines_into_the_speedup_and_the_regression(tmp_path):
     clone = miner.clone(item)
     patches = miner.candidate_patches(item, clone)
 
-    assert [p.files for p in patches] == [["matmul.h"], ["kernel.c"]], [p.reason for p in patches]
-    regression, speedup = patches
+    assert [p.files for p in patches] == [["kernel.c"], ["matmul.h"]], [c.reason for c in miner.commits]
+    speedup, regression = patches
+    assert [c.reason for c in miner.commits][0].startswith("root commit")  # the import: accounted for, not a patch
     assert all(p.applies for p in patches) and miner.notices == []
     assert all(p.id.startswith("local:competitors/fast-matmul.bundle@") for p in patches)
     assert "i-k-j" in speedup.title and "float-store" in regression.title
@@ -204,3 +211,41 @@ def test_demo_bundle_mines_into_the_speedup_and_the_regression(tmp_path):
             subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
             subprocess.run(["git", "apply", "-"], input=patch.diff, text=True, cwd=tree, check=True)
             subprocess.run(["make", "-s", "check"], cwd=tree, check=True, capture_output=True)
+
+
+def test_a_fork_history_is_followed_through_dependencies_renames_merges_and_protected_files(tmp_path):
+    from .chain_target import build
+
+    chain = build(tmp_path)
+    sha = chain["shas"]
+    letter = {value[:12]: key for key, value in sha.items()}
+    target = prepare(str(chain["target"]), False, tmp_path / "run", False)
+    (item,) = LocalCompetitors(["fork"], tmp_path).search("", 1)
+    protected = ["bench.sh", "check.sh", "build.sh"]
+    miner = Miner(tmp_path / "cache", target.repo_dir, target.base_commit, protected=protected)
+    patches = miner.candidate_patches(item, miner.clone(item))
+
+    held = {letter[p.id.rsplit("@", 1)[1]]: [letter[c.rsplit("@", 1)[1]] for c in p.commits] for p in patches}
+    assert held == {"A": ["A"], "B": ["A", "B"], "D": ["D"], "G": ["G"]}  # B only on top of A; D through the rename
+    reasons = {letter[c.sha[:12]]: c.reason for c in miner.commits}
+    assert list(reasons) == ["A", "B", "S", "E", "C", "D", "F", "G"]  # every commit, oldest first
+    assert reasons["E"].startswith("merge commit")
+    assert reasons["F"] == "only protected files (bench.sh)"
+    assert reasons["S"] == "no file the target has (docs/tuning.md)"
+    assert reasons["C"].startswith("only renames files (lib/codec.c → third_party/codec.c)")
+    d = next(p for p in patches if p.id.endswith(sha["D"][:12]))
+    assert d.files == ["lib/codec.c"] and "+    speed *= 1.1; /* frame decoder" in d.diff  # the target's path
+
+    # Against a best that holds A: B applies alone, A is accounted as in it, G still applies.
+    checkout = tmp_path / "best"
+    subprocess.run(["git", "clone", "-q", str(target.repo_dir), str(checkout)], check=True)
+    a = next(p for p in patches if p.id.endswith(sha["A"][:12]))
+    subprocess.run(["git", "apply", "-"], input=a.diff, text=True, cwd=checkout, check=True)
+    best = commit_all(checkout, "best: A")
+    git(checkout, "push", "-q", str(target.repo_dir), "HEAD:refs/heads/best")
+    again = Miner(tmp_path / "cache", target.repo_dir, best, protected=protected, refresh=False, target_label="best",
+                  in_target={f"local:fork@{sha['A'][:12]}": "kept as H1"})
+    repatched = again.candidate_patches(item, again.clone(item))
+    held = {letter[p.id.rsplit("@", 1)[1]]: [letter[c.rsplit("@", 1)[1]] for c in p.commits] for p in repatched}
+    assert held == {"B": ["B"], "D": ["D"], "G": ["G"]} and again.fetches == 0
+    assert {letter[c.sha[:12]]: c.reason for c in again.commits}["A"] == "in the best (kept as H1)"

@@ -435,3 +435,64 @@ def test_plan_table():
     console.print(table)
     out = console.export_text()
     assert "H2.b" in out and "running" in out and "yes" in out and "no" in out
+
+
+# --- patch files and the research log (extensions; old plans are unchanged) -------------------
+
+PATCH_FILE_PLAN = EXAMPLE.replace(
+    "- status: pending\n\nFree text rationale.\n\n```diff\n--- a/matmul.c\n+++ b/matmul.c\n@@ ... @@\n```\n",
+    "- status: pending\n- patch: research/patches/H1.diff\n\nFree text rationale.\n",
+).replace("## Sources\n", "## Research log\n\n**Mined commits.** 2 read: 1 tried, 1 skipped.\n\n## Sources\n")
+
+
+def test_a_hypothesis_can_reference_a_patch_file(tmp_path):
+    assert parse_plan(PATCH_FILE_PLAN) is not None and render_plan(parse_plan(PATCH_FILE_PLAN)) == PATCH_FILE_PLAN
+    path = tmp_path / "plan.md"
+    path.write_text(PATCH_FILE_PLAN)
+    with pytest.raises(PlanError) as missing:
+        load_plan(path)
+    assert missing.value.line == PATCH_FILE_PLAN.splitlines().index("- patch: research/patches/H1.diff") + 1
+    assert "research/patches/H1.diff not found" in str(missing.value)
+
+    (tmp_path / "research" / "patches").mkdir(parents=True)
+    (tmp_path / "research" / "patches" / "H1.diff").write_text("--- a/matmul.c\n+++ b/matmul.c\n@@ -1 +1 @@\n-a\n+b\n")
+    plan = load_plan(path)
+    h1 = plan.hypotheses[0]
+    assert h1.diff is None and h1.patch_file == "research/patches/H1.diff" and h1.has_patch
+    assert plan.patch_text(h1).startswith("--- a/matmul.c\n") and plan.research_log.startswith("**Mined commits.**")
+    assert render_plan(plan) == PATCH_FILE_PLAN
+
+
+@pytest.mark.parametrize("value, message", [
+    ("/etc/passwd.diff", "relative to the plan's folder"),
+    ("../outside/H1.diff", "relative to the plan's folder"),
+    ("research/patches/H1.txt", "must end in .diff or .patch"),
+])
+def test_a_bad_patch_file_reference_names_the_line(value, message):
+    text = PATCH_FILE_PLAN.replace("research/patches/H1.diff", value)
+    with pytest.raises(PlanError) as error:
+        parse_plan(text)
+    assert error.value.line == text.splitlines().index(f"- patch: {value}") + 1 and message in str(error.value)
+
+
+def test_a_patch_file_and_an_inline_diff_is_an_error():
+    text = EXAMPLE.replace("- status: pending\n", "- status: pending\n- patch: H1.diff\n")
+    with pytest.raises(PlanError, match="not both"):
+        parse_plan(text)
+
+
+def test_the_research_log_is_added_before_the_sources_and_edited_in_place():
+    plan = parse_plan(EXAMPLE)
+    plan.research_log = "**Research round 1.** 3 queries."
+    text = render_plan(plan)
+    assert text == EXAMPLE.replace("## Sources\n", "## Research log\n\n**Research round 1.** 3 queries.\n\n## Sources\n")
+    again = parse_plan(text)
+    assert again == plan and again.research_log == "**Research round 1.** 3 queries."
+    again.research_log = "**Research round 1.** 3 queries.\n\n**Research round 2.** 1 query."
+    edited = render_plan(again)
+    assert edited.count("## Research log") == 1 and "**Research round 2.** 1 query.\n\n## Sources" in edited
+    assert render_plan(parse_plan(edited)) == edited
+
+    built = new_plan("Go", "m", "max", [Hypothesis(id="H1", title="t")], {}, research_log="**Mined commits.** none.")
+    assert "## Hypotheses" in render_plan(built) and parse_plan(render_plan(built)) == built
+    assert render_plan(built).index("## Research log") < render_plan(built).index("## Sources")

@@ -220,3 +220,58 @@ def test_live_run_without_baseline_or_decisions(tmp_path):
         assert "Nothing was kept" in paths["IMPROVEMENTS.md"].read_text(encoding="utf-8")
     finally:
         ledger.close()
+
+
+MINED_RATIONALE = """Mined from a competitor repository: commit 1a2b3c4d5e6f in fast-matmul (local:fm). It applies cleanly to the current base (6 changed lines in 1 file).
+Its commit message, quoted as untrusted data:
+
+> kernel: i-k-j loop order
+>
+> 2.6 -> 13 GFLOP/s."""
+
+
+def test_improvements_quote_the_commit_message_and_large_diffs_become_a_diffstat(tmp_path):
+    """The old extractive rationale put "quoted as untrusted data:" at the end of its first paragraph:
+    IMPROVEMENTS.md printed it followed by nothing. Now the message follows, and a 2,000-line diff is a path."""
+    run_dir = make_run(tmp_path)
+    plan = (run_dir / "plan.md").read_text().replace(
+        "The inner loop walks B with a stride of n doubles, so every load misses the cache.", MINED_RATIONALE)
+    (run_dir / "plan.md").write_text(plan.replace("- status: kept\n", "- status: kept\n- research-round: 1\n", 1))
+    big = "diff --git a/kernel.c b/kernel.c\n--- a/kernel.c\n+++ b/kernel.c\n@@ -1,1000 +1,1000 @@\n" + \
+        "".join(f"-old {i}\n+new {i}\n" for i in range(1000))
+    (run_dir / "experiments" / "r1-H1" / "patch.diff").write_text(big)
+    paths = write_report(run_dir)
+
+    improvements = paths["IMPROVEMENTS.md"].read_text()
+    problem = next(line for line in improvements.splitlines() if line.startswith("**Problem.**"))
+    assert problem.endswith("(6 changed lines in 1 file).")  # not the dangling "…quoted as untrusted data:"
+    after = improvements.split("Its commit message, quoted as untrusted data:\n\n", 1)[1].splitlines()
+    assert after[:3] == ["> kernel: i-k-j loop order", ">", "> 2.6 -> 13 GFLOP/s."]
+    assert "**Found by** research round 1." in improvements
+    for name in ("IMPROVEMENTS.md", "report.md", "report.html"):
+        text = paths[name].read_text()
+        assert "+new 999" not in text and "experiments/r1-H1/patch.diff" in text, name
+        assert "kernel.c | 2000 " in text and "1 file changed, 1000 insertions(+), 1000 deletions(-)" in text, name
+    assert len(paths["report.md"].read_bytes()) < 20_000
+
+
+def test_diffstat_counts_like_git(tmp_path):
+    import subprocess
+
+    from research_agent.diffstat import diffstat, is_large
+
+    from .conftest import git, make_repo
+
+    repo = make_repo(tmp_path / "r", {"a.c": "".join(f"{i}\n" for i in range(50)), "b.txt": "x\n", "c.bin": "\0"})
+    (repo / "a.c").write_text("".join(f"{i}{' changed' if i % 5 == 0 else ''}\n" for i in range(50)) + "tail\n")
+    (repo / "b.txt").unlink()
+    (repo / "c.bin").write_bytes(b"\0\1")
+    (repo / "new.h").write_text("#define N 1\n")
+    git(repo, "add", "-A")
+    diff = subprocess.run(["git", "diff", "--cached"], cwd=repo, capture_output=True, text=True).stdout
+    ours = diffstat(diff).splitlines()
+    theirs = subprocess.run(["git", "diff", "--cached", "--stat=200"], cwd=repo, capture_output=True, text=True).stdout
+    assert ours[-1] == theirs.splitlines()[-1]  # " 4 files changed, 12 insertions(+), 11 deletions(-)"
+    assert [line.split("|")[0].strip() for line in ours[:-1]] == ["a.c", "b.txt", "c.bin", "new.h"]
+    assert [line.split("|")[1].split()[0] for line in ours[:-1]] == ["21", "1", "Bin", "1"]
+    assert is_large(diff) and not is_large("".join(diff.splitlines(keepends=True)[:40]))

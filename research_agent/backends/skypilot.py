@@ -386,7 +386,7 @@ class SkyPilotBackend:
         if self.rundir.plan is not None:
             hypotheses = [h for h in self.rundir.plan.hypotheses if h.status in ("pending", "running")]
             if self.task.runtime.name == "patch":
-                hypotheses = [h for h in hypotheses if h.diff]
+                hypotheses = [h for h in hypotheses if h.has_patch]
         from ..brief import write_brief
         from ..orchestrator import exp_id
 

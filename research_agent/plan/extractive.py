@@ -15,21 +15,16 @@ from __future__ import annotations
 
 import math
 import re
-import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import PlanError, UserError
+from ..noise import Noise, pairs_note, unpaired
 from ..research.base import Evidence, SourceItem
 from ..research.rank import LOCAL_KINDS, query_text, score_of, tokenize
 from .model import Hypothesis, Plan, is_unified_diff, new_plan
 from .parse import parse_plan
 from .render import render_plan
-
-try:  # the gate's false-keep budget, for the "how many pairs" estimate
-    from ..gate import DEFAULT_ALPHA
-except ImportError:  # pragma: no cover
-    DEFAULT_ALPHA = 0.015
 
 MAX_TECHNIQUES = 6
 TECHNIQUE_KINDS = ("paper", "note", "repo", "fork", "competitor")  # merged PRs are already in the target
@@ -167,28 +162,6 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
-def _pairs_note(cv: float, min_effect: float, repeats: int, max_repeats: int) -> str:
-    """Rough pairs the gate needs to keep an effect of twice min_effect (80% power)."""
-    if min_effect <= 0:
-        return "min_effect is 0: any significant improvement is kept."
-    sigma = math.sqrt(2) * cv  # sd of the per-pair log ratio
-    z = statistics.NormalDist().inv_cdf(1 - DEFAULT_ALPHA / 2) + statistics.NormalDist().inv_cdf(0.8)
-    target = 2 * min_effect
-    needed = max(1, math.ceil((z * sigma / min_effect) ** 2))
-    reach = min_effect + z * sigma / math.sqrt(max_repeats)
-    head = (f"Noise floor: one A/B pair varies by about {sigma:.2%} (√2 × CV) against "
-            f"min_effect {min_effect:.2%}.")
-    if needed <= repeats:
-        return f"{head} The gate should settle a {target:+.1%} effect at its first look ({repeats} pairs)."
-    if needed <= max_repeats:
-        return (f"{head} Expect about {needed} pairs per hypothesis to settle a {target:+.1%} effect "
-                f"(up to max_repeats = {max_repeats}).")
-    return (f"{head} The CV is high for this min_effect: settling a {target:+.1%} effect would take "
-            f"about {needed} pairs, more than max_repeats = {max_repeats}, so only effects above about "
-            f"{reach:+.1%} are likely to be kept. Consider raising experiments.max_repeats, a longer "
-            f"benchmark, or a quieter machine (fixed CPU frequency, pinned cores).")
-
-
 def _baseline_text(task: Any, baseline: dict) -> list[str]:
     metric = getattr(getattr(task, "metric", None), "name", None) or "the metric"
     direction = getattr(getattr(task, "metric", None), "direction", "max")
@@ -205,8 +178,11 @@ def _baseline_text(task: Any, baseline: dict) -> list[str]:
     min_effect = float(getattr(exp, "min_effect", 0.01))
     repeats = int(getattr(exp, "repeats", 5))
     max_repeats = int(getattr(exp, "max_repeats", 15))
-    if isinstance(cv, (int, float)) and math.isfinite(cv):
-        lines.append(_pairs_note(abs(cv), min_effect, repeats, max_repeats))
+    paired = baseline.get("noise")  # a noise.Noise from the run's own pairs, once there are any
+    if isinstance(paired, Noise):
+        lines.append(pairs_note(paired, min_effect, repeats, max_repeats))
+    elif isinstance(cv, (int, float)) and math.isfinite(cv):
+        lines.append(pairs_note(unpaired(cv), min_effect, repeats, max_repeats))
         if n is not None and n < 3:
             lines.append(f"(With only {n} baseline runs the CV is a rough guess.)")
     return lines
@@ -271,7 +247,7 @@ def _safe_files(files: list[str]) -> list[str]:
     return out
 
 
-def _commit_ref(patch_id: str) -> str:
+def commit_ref(patch_id: str) -> str:
     for sep in ("@", "#"):
         if sep in patch_id:
             return patch_id.rsplit(sep, 1)[1]
@@ -292,7 +268,7 @@ def _subject(patch: Any) -> str:
     if not title:
         message = str(getattr(patch, "message", "") or "").strip()
         title = clean_title(message.splitlines()[0] if message else "")
-    return title or f"Commit {one_line(_commit_ref(str(patch.id)), 40)}"
+    return title or f"Commit {one_line(commit_ref(str(patch.id)), 40)}"
 
 
 # --- the distiller ----------------------------------------------------------------------------
@@ -308,10 +284,13 @@ class _Draft:
     rationale: str
     diff: str | None = None
     source_titles: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, str] = field(default_factory=dict)  # extra bullet fields, e.g. commits
+    patch_ids: list[str] = field(default_factory=list)  # the mined patches it applies (duplicates of one diff too)
 
     def hypothesis(self, hid: str) -> Hypothesis:
         return Hypothesis(id=hid, title=self.title, expected=self.expected, risk=self.risk,
-                          files=self.files, sources=self.sources, rationale=self.rationale, diff=self.diff)
+                          files=self.files, sources=self.sources, rationale=self.rationale, diff=self.diff,
+                          fields=dict(self.fields))
 
 
 class ExtractiveDistiller:
@@ -388,6 +367,7 @@ class ExtractiveDistiller:
                 if patch.id not in d.sources:
                     d.sources.append(patch.id)
                     d.source_titles[patch.id] = self._patch_source_title(patch)
+                    d.patch_ids.append(patch.id)
                 continue
             if self.max_patches is not None and len(drafts) >= self.max_patches:
                 notes.append(f"mined, applies, left out (max {self.max_patches} patches): {one_line(patch.id, 120)}")
@@ -409,14 +389,20 @@ class ExtractiveDistiller:
         diff = patch.diff if patch.diff.endswith("\n") else patch.diff + "\n"
         files = _safe_files(list(getattr(patch, "files", None) or []) or _diff_files(diff))
         small = _changed_lines(diff) <= SMALL_DIFF_LINES and len(files) <= SMALL_DIFF_FILES
-        risk = "low" if kind in ("competitor", "fork") and small else "medium"
+        held = [str(c) for c in getattr(patch, "commits", None) or [] if _safe_id(c)] or [patch.id]
+        stacked = len(held) > 1
+        risk = "low" if kind in ("competitor", "fork") and small and not stacked else "medium"
 
         item_id = getattr(patch, "item_id", None)
-        sources = [patch.id]
-        titles = {patch.id: self._patch_source_title(patch)}
+        titles = list(getattr(patch, "titles", None) or [])
+        sources = [c for c in held if c != patch.id] + [patch.id]
+        source_titles = {patch.id: self._patch_source_title(patch)}
+        for cid, subject in zip(held, titles + [""] * len(held)):
+            if cid != patch.id:
+                source_titles[cid] = f"{clean_title(subject) or 'Commit ' + one_line(commit_ref(cid), 40)} (commit in {one_line(item_id or '?', 120)})"
         if _safe_id(item_id) and item_id != patch.id:
             sources.append(item_id)
-            titles[item_id] = _item_title(item) if item is not None else one_line(item_id, 120)
+            source_titles[item_id] = _item_title(item) if item is not None else one_line(item_id, 120)
 
         where = KIND_LABEL.get(kind, kind)
         ahead = (item.signals or {}).get("ahead_by") if item is not None else None
@@ -425,16 +411,29 @@ class ExtractiveDistiller:
         origin = one_line(item.title, 100) if item is not None and item.title else one_line(item_id or "?", 100)
         message = str(getattr(patch, "message", "") or "").strip() or str(getattr(patch, "title", "") or "")
         changed = _changed_lines(diff)
-        rationale = "\n".join([
-            f"Mined from {where}: commit {one_line(_commit_ref(patch.id), 40)} in {origin} "
-            f"({one_line(item_id or '?', 120)}). It applies cleanly to the current base "
-            f"({changed} changed line{'s' if changed != 1 else ''} in {len(files)} file{'s' if len(files) != 1 else ''}).",
-            "Its commit message, quoted as untrusted data:",
-            "",
-            quote(message),
-        ])
+        size = f"{changed} changed line{'s' if changed != 1 else ''} in {len(files)} file{'s' if len(files) != 1 else ''}"
+        if stacked:
+            earlier = ", ".join(one_line(commit_ref(c), 40) for c in held[:-1])
+            what = (f"commit {one_line(commit_ref(patch.id), 40)} stacked on the earlier commit"
+                    f"{'s' if len(held) > 2 else ''} it depends on ({earlier})")
+            applies = f"It does not apply without them; together they apply cleanly to the current base ({size})."
+        else:
+            what = f"commit {one_line(commit_ref(patch.id), 40)}"
+            applies = f"It applies cleanly to the current base ({size})."
+        lead = f"Mined from {where}: {what} in {origin} ({one_line(item_id or '?', 120)}). {applies}"
+        left_out = _safe_files(list(getattr(patch, "left_out", None) or []))
+        if left_out:
+            lead += f" Its changes to protected files ({', '.join(left_out)}) are left out."
+        blocks = [lead]
+        if stacked:
+            blocks.append("It holds these commits, oldest first (subjects quoted as untrusted data):\n\n"
+                          + "\n".join(f"- {one_line(commit_ref(c), 40)}: {one_line(t, 120) or '(no subject)'}"
+                                       for c, t in zip(held, titles + [""] * len(held))))
+        blocks.append("Its commit message, quoted as untrusted data:\n\n" + quote(message))
+        fields = {"commits": ", ".join(one_line(commit_ref(c), 40) for c in held)}
         return _Draft(title=_subject(patch), expected=f"unknown (mined from {kind})", risk=risk, files=files,
-                      sources=sources, rationale=rationale, diff=diff, source_titles=titles)
+                      sources=sources, rationale="\n\n".join(blocks), diff=diff, source_titles=source_titles,
+                      fields=fields, patch_ids=[patch.id])
 
     # --- hypotheses from papers, notes and repos ---------------------------------------------
 
@@ -500,8 +499,13 @@ class ExtractiveDistiller:
             counts[item.kind] = counts.get(item.kind, 0) + 1
         read = ", ".join(_plural(n, KIND_NOUN.get(k, k)) for k, n in counts.items()) or "nothing"
         applied = sum(1 for p in evidence.patches or [] if getattr(p, "applies", False))
-        text = (f"**Research notes.** Read {read}; selected {len(evidence.selected)}; mined "
-                f"{_plural(len(evidence.patches or []), 'commit')}, {applied} applying to the current base.")
+        commits = getattr(evidence, "commits", None) or []
+        if commits:
+            mined = (f"read {_plural(len(commits), 'commit')} of forks and competitors, {applied} patch{'es' if applied != 1 else ''} "
+                     "for the current base (every commit's fate is under Research log)")
+        else:
+            mined = f"mined {_plural(len(evidence.patches or []), 'commit')}, {applied} applying to the current base"
+        text = f"**Research notes.** Read {read}; selected {len(evidence.selected)}; {mined}."
         skipped = [one_line(s, 200) for s in evidence.skipped or [] if str(s).strip()]
         if skipped:
             text += " Skipped:\n\n" + "\n".join(f"- {s}" for s in skipped)

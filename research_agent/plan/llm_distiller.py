@@ -1,7 +1,8 @@
 """A distiller that asks a model (or a fusion panel) to write the plan, behind the Distiller interface.
 
 The prompt holds the task, the baseline and its noise floor, the profile, the ranked sources, the
-mined code snippets and the mined patches. Everything fetched (source text, titles, commit messages,
+mined code snippets and the mined patches — and, when the run researches again between rounds, the
+ledger's results so far (what was tried, its effect and interval, why it failed). Everything fetched (source text, titles, commit messages,
 diffs, snippets, the profile) is wrapped in `<untrusted …>` blocks and labelled as quoted data the
 model must never obey.
 
@@ -59,6 +60,7 @@ MAX_DIFF_LINES = 80  # of each patch, shown to the model (the plan keeps the who
 MAX_PROFILE_CHARS = 4000
 MAX_HYPOTHESES = 10  # asked for at most this many; more are cut (and reported)
 MAX_TEXT = 3000  # characters of model text kept per rationale / bottleneck
+MAX_RESULTS = 40  # experiments shown to a re-plan
 
 RISKS = ("low", "medium", "high")
 
@@ -346,7 +348,7 @@ class _Context:
         patches = []
         by_id = {str(getattr(p, "id", "")): p for p in evidence.patches or []}
         for draft in drafts:  # one draft per distinct diff; every patch id with that diff maps to it
-            ids = [sid for sid in draft.sources if sid in by_id and getattr(by_id[sid], "applies", False)]
+            ids = [sid for sid in draft.patch_ids if sid in by_id and getattr(by_id[sid], "applies", False)]
             for sid in ids:
                 patch_drafts[sid] = draft
             if ids and len(patches) < MAX_PATCHES:  # more are not shown, and are appended as mined
@@ -437,14 +439,42 @@ def build_prompt(task: Any, baseline: dict, evidence: Evidence, context: _Contex
         shown_diff = "\n".join(diff_lines[:MAX_DIFF_LINES])
         if len(diff_lines) > MAX_DIFF_LINES:
             shown_diff += f"\n[... {len(diff_lines) - MAX_DIFF_LINES} more diff lines]"
+        held = [str(c) for c in getattr(patch, "commits", None) or []]
         lines.append(untrusted(f"Commit message:\n{body}\n\nDiff:\n{shown_diff}", id=str(patch.id),
-                               source=str(getattr(patch, "item_id", "") or ""), files=", ".join(draft.files)))
+                               source=str(getattr(patch, "item_id", "") or ""), files=", ".join(draft.files),
+                               holds=", ".join(held) if len(held) > 1 else ""))
+
+    history = list(getattr(evidence, "history", None) or [])
+    if history:
+        lines += ["", "# RESULTS SO FAR (what this run already tried, from its ledger; propose new ideas, not these again, "
+                      "and learn from why they failed or did not help)", untrusted(_results(history), kind="results")]
 
     skipped = [one_line(s, 200) for s in context.notes + list(evidence.skipped or []) if str(s).strip()]
     if skipped:
         lines += ["", "# NOT AVAILABLE (skipped by the research phase)", *[f"- {s}" for s in skipped[:20]]]
     lines += ["", "Write the plan now: one JSON object of the shape given, citing only the ids above."]
     return "\n".join(lines)
+
+
+def _results(history: list[dict]) -> str:
+    """One line per experiment the run decided: hypothesis, sources, decision, effect and interval, reason."""
+    out = []
+    for entry in history[:MAX_RESULTS]:
+        effect = entry.get("effect") or {}
+        measured = ""
+        if isinstance(effect.get("median"), (int, float)):
+            low, high = (effect.get("ci") or [None, None])[:2]
+            measured = f" {effect['median']:+.1%}"
+            if isinstance(low, (int, float)) and isinstance(high, (int, float)):
+                measured += f" [{low:+.1%}, {high:+.1%}]"
+            if effect.get("n"):
+                measured += f" over {effect['n']} pairs"
+        sources = ", ".join(entry.get("sources") or [])
+        out.append(f"- {entry.get('id', '?')} {entry.get('title', '')!r}" + (f" (sources: {sources})" if sources else "")
+                   + f": {entry.get('decision', '?')}{measured} — {one_line(entry.get('reason') or '', 240)}")
+    if len(history) > MAX_RESULTS:
+        out.append(f"({len(history) - MAX_RESULTS} more not shown)")
+    return "\n".join(out)
 
 
 def reask_message(problem: str) -> str:

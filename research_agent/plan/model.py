@@ -102,6 +102,15 @@ class Hypothesis:
                 else:
                     self.fields = _insert_field(self.fields, key, _format(value))
 
+    @property
+    def patch_file(self) -> str | None:
+        """The `- patch: research/patches/H3.diff` field: a diff kept in a file beside the plan instead of inline."""
+        return self.fields.get("patch") or None
+
+    @property
+    def has_patch(self) -> bool:
+        return bool(self.diff or self.patch_file)
+
     def _key(self) -> tuple:
         self._sync()
         return (self.id, self.title, self.fields, trim(self.rationale), diff_text(self.diff))
@@ -126,10 +135,12 @@ class Plan:
     hypotheses: list[Hypothesis] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)  # id -> title, ordered
     path: str | None = None
+    research_log: str = ""  # the `## Research log` section: what research found, round by round (tool-written)
     _doc: Any = field(default=None, init=False, repr=False)  # RawDoc when parsed
 
     def __post_init__(self) -> None:
         self.bottleneck = trim(self.bottleneck)
+        self.research_log = trim(self.research_log)
         self.baseline = copy.deepcopy(self.baseline)
         given = dict(self.front)
         self.front = {k: copy.deepcopy(getattr(self, k)) for k in TYPED_FRONT if getattr(self, k) is not None}
@@ -141,6 +152,17 @@ class Plan:
             if h.id == hid:
                 return h
         raise KeyError(f"no hypothesis {hid!r} in the plan")
+
+    def patch_text(self, hyp: Hypothesis) -> str | None:
+        """The hypothesis's diff: inline, or read from its patch file (relative to the plan's folder)."""
+        if hyp.diff or not hyp.patch_file:
+            return hyp.diff
+        path = patch_path(self.path, hyp.patch_file)
+        try:
+            return diff_text(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as error:
+            raise PlanError(f"hypothesis {hyp.id}: patch file {hyp.patch_file} cannot be read "
+                            f"({getattr(error, 'strerror', None) or error})", self.path, hyp.line or None) from None
 
     def set_status(self, hid: str, status: str) -> None:
         if status not in STATUSES:
@@ -169,7 +191,7 @@ class Plan:
 
     def _key(self) -> tuple:
         self._sync()
-        return (self.front, trim(self.bottleneck), self.hypotheses, self.sources)
+        return (self.front, trim(self.bottleneck), self.hypotheses, self.sources, trim(self.research_log))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Plan):
@@ -206,7 +228,25 @@ def is_unified_diff(diff: str) -> bool:
     return any(s.startswith("---") for s in lines) and any(s.startswith("+++") for s in lines)
 
 
-def new_plan(objective, metric, direction, hypotheses, sources, bottleneck="", baseline=None, status="draft") -> Plan:
+def patch_path(plan_path: str | None, patch: str):
+    """Where a hypothesis's patch file is: relative to the plan's folder (the working directory for a plan in memory)."""
+    from pathlib import Path
+
+    return (Path(plan_path).parent if plan_path else Path(".")) / patch
+
+
+def patch_problem(patch: str) -> str | None:
+    """Why a `patch:` value is not a usable reference, or None (relative, inside the plan's folder, a .diff/.patch)."""
+    parts = patch.replace("\\", "/").split("/")
+    if patch.startswith(("/", "~")) or re.match(r"[A-Za-z]:", patch) or ".." in parts or not patch.strip():
+        return f"patch file {patch!r} must be a path relative to the plan's folder, inside it"
+    if not patch.endswith((".diff", ".patch")):
+        return f"patch file {patch!r} must end in .diff or .patch"
+    return None
+
+
+def new_plan(objective, metric, direction, hypotheses, sources, bottleneck="", baseline=None, status="draft",
+             research_log="") -> Plan:
     """A plan built in code (e.g. by a distiller); validated, renders to the canonical format."""
     plan = Plan(
         objective=objective,
@@ -217,6 +257,7 @@ def new_plan(objective, metric, direction, hypotheses, sources, bottleneck="", b
         bottleneck=bottleneck,
         hypotheses=[h if isinstance(h, Hypothesis) else _hypothesis_from_dict(h) for h in hypotheses],
         sources={str(k): str(v).strip() for k, v in sources.items()},
+        research_log=research_log,
     )
     validate(plan)
     return plan
@@ -265,6 +306,10 @@ def validate(plan: Plan) -> None:
                 raise PlanError(f"hypothesis {h.id} cites source {sid!r}, which is not listed under ## Sources")
         if h.diff and not is_unified_diff(h.diff):
             raise PlanError(f"hypothesis {h.id}: the diff is not a unified diff (no ---/+++ lines)")
+        if h.patch_file:
+            problem = patch_problem(h.patch_file) or ("give a ```diff block or a patch file, not both" if h.diff else None)
+            if problem:
+                raise PlanError(f"hypothesis {h.id}: {problem}")
 
 
 # Raw text records kept by the parser, read by the renderer.
@@ -303,7 +348,7 @@ class RawSource:
 
 @dataclass
 class RawSection:
-    kind: str | None  # "bottleneck" | "hypotheses" | "sources" | None (preamble, unknown section)
+    kind: str | None  # "bottleneck" | "hypotheses" | "sources" | "log" | None (preamble, unknown section)
     heading: str  # "" for the preamble
     body: list[str]  # for "hypotheses": only the text before the first ### heading
     sources: list[RawSource] = field(default_factory=list)
@@ -318,3 +363,4 @@ class RawDoc:
     parts: list[RawSection]
     bottleneck: str
     sources: dict[str, str]
+    research_log: str = ""

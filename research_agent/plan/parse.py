@@ -22,6 +22,8 @@ from .model import (
     RawSection,
     RawSource,
     is_unified_diff,
+    patch_path,
+    patch_problem,
     split_list,
     trim,
 )
@@ -40,10 +42,21 @@ SECTION_KINDS = {
     "bottleneck": "bottleneck",
     "hypotheses": "hypotheses",
     "sources": "sources",
+    "research log": "log",
 }
 
 
 def load_plan(path) -> Plan:
+    """Parse the plan file; a hypothesis's `patch:` file must exist (beside the plan)."""
+    plan = _read_plan(path)
+    for h in plan.hypotheses:
+        if h.patch_file and not patch_path(plan.path, h.patch_file).is_file():
+            raise PlanError(f"hypothesis {h.id}: patch file {h.patch_file} not found (it is relative to the plan's folder)",
+                            plan.path, h.line + 1 + len(h._raw.gap) + [b.key for b in h._raw.bullets].index("patch"))
+    return plan
+
+
+def _read_plan(path) -> Plan:
     where = os.fspath(path)
     try:
         # newline="" keeps line endings as they are, so saving does not rewrite them.
@@ -105,6 +118,8 @@ class _Parser:
                     raise self.error(message, cited[h.id])
         bn = next((p for p in parts if p.kind == "bottleneck"), None)
         bottleneck = trim("".join(bn.body)) if bn else ""
+        log = next((p for p in parts if p.kind == "log"), None)
+        research_log = trim("".join(log.body)) if log else ""
 
         plan = Plan(
             objective=front["objective"],
@@ -116,6 +131,7 @@ class _Parser:
             hypotheses=hypotheses,
             sources=dict(sources),
             path=self.path,
+            research_log=research_log,
         )
         plan.front = front  # exactly as written (the constructor adds canonical keys)
         plan._doc = RawDoc(
@@ -126,6 +142,7 @@ class _Parser:
             parts=[RawSection(p.kind, p.heading, p.body, p.sources) for p in parts],
             bottleneck=bottleneck,
             sources=dict(sources),
+            research_log=research_log,
         )
         return plan
 
@@ -288,6 +305,11 @@ class _Parser:
             diff=diff,
             line=start + 1,
         )
+        if fields.get("patch"):
+            where = next(start + 1 + len(gap) + k for k, b in enumerate(bullets) if b.key == "patch")
+            problem = patch_problem(fields["patch"]) or ("give a ```diff block or a patch file, not both" if diff else None)
+            if problem:
+                raise self.error(f"hypothesis {hid}: {problem}", where)
         h.fields = fields  # exactly as written (the constructor adds canonical keys)
         h._raw = RawHypothesis(hid, title, lines[start], gap, bullets, dict(fields), body, rationale, diff, fence)
         return h

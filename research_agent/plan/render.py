@@ -25,10 +25,15 @@ def render_plan(plan: Plan) -> str:
     for part in doc.parts:
         if part.kind == "hypotheses" and "bottleneck" not in kinds and plan.bottleneck:
             _add_block(chunks, _bottleneck_section(plan.bottleneck))
+        if part.kind == "sources" and "log" not in kinds and plan.research_log:
+            _add_block(chunks, _log_section(plan.research_log))
         chunks.append(part.heading)
         if part.kind == "bottleneck":
             same = plan.bottleneck == doc.bottleneck
             chunks.append("".join(part.body) if same else _replace_text(part.body, plan.bottleneck))
+        elif part.kind == "log":
+            same = plan.research_log == doc.research_log
+            chunks.append("".join(part.body) if same else _replace_text(part.body, plan.research_log))
         elif part.kind == "hypotheses":
             chunks.append("".join(part.body))
             for h in plan.hypotheses:
@@ -40,6 +45,8 @@ def render_plan(plan: Plan) -> str:
             chunks.append(_sources(plan.sources, doc.sources, part))
         else:
             chunks.append("".join(part.body))
+    if "sources" not in kinds and "log" not in kinds and plan.research_log:
+        _add_block(chunks, _log_section(plan.research_log))
     if "sources" not in kinds and plan.sources:
         _add_block(chunks, "## Sources\n" + "".join(_source_line(s, t) for s, t in plan.sources.items()))
     return _join(chunks)
@@ -272,6 +279,10 @@ def _bottleneck_section(text: str) -> str:
     return "## Bottleneck analysis\n" + (text + "\n\n" if text else "\n")
 
 
+def _log_section(text: str) -> str:
+    return "## Research log\n\n" + text + "\n\n"
+
+
 def _canonical(plan: Plan) -> str:
     return (
         "---\n"
@@ -280,6 +291,7 @@ def _canonical(plan: Plan) -> str:
         + _bottleneck_section(trim(plan.bottleneck))
         + "## Hypotheses\n\n"
         + "".join(_canonical_hypothesis(h) for h in plan.hypotheses)
+        + (_log_section(trim(plan.research_log)) if plan.research_log else "")
         + "## Sources\n"
         + "".join(_source_line(s, t) for s, t in plan.sources.items())
     )

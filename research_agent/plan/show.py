@@ -33,7 +33,7 @@ def plan_table(plan: Plan) -> Table:
             Text(h.status, style=STATUS_STYLES.get(h.status, "")),
             h.expected or "",
             h.risk or "",
-            "yes" if h.diff else "no",
+            "yes" if h.diff else ("file" if h.patch_file else "no"),
             ", ".join(h.sources),
         )
     return table

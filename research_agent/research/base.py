@@ -55,3 +55,6 @@ class Evidence:
     snippets: list = field(default_factory=list)  # mine.Snippet: file:line excerpts from clones
     skipped: list[str] = field(default_factory=list)  # one line per source or step that was skipped, and why
     profile: str = ""  # output of the task's profile command, if it names one
+    commits: list = field(default_factory=list)  # mine.MinedCommit: every commit read, held by a patch or skipped
+    history: list[dict] = field(default_factory=list)  # between rounds: what the run tried and how it went
+    queries: list[str] = field(default_factory=list)  # what the sources were asked

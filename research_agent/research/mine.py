@@ -2,10 +2,14 @@
 
 Clones are shallow (remote URLs also blob-filtered) and live in CACHE/repos/<name>, reused across
 runs (fetched again when online) and guarded by a file lock per repo so two runs never clone the
-same repo at once. For forks, competitors and PRs, the commits the target's base does not have
-become CandidatePatches restricted to files the base also has, each checked with
-`git apply --check` against the base on a throwaway index; the applicable ones become hypotheses
-that carry a diff, so the patch runtime can try them without any LLM.
+same repo at once. For forks, competitors and PRs, the commits the target does not have are read
+oldest first, each with its changes under the target's names (renames in the fork followed back,
+see history.py), and applied to the target commit with `git apply --3way --cached` on a private
+index — a cherry-pick without a checkout. A commit that does not apply alone is tried stacked on
+the earlier mined commits it depends on (those touching its files); protected files are left out.
+Each result is a CandidatePatch (a diff against the target, holding one or more commits); every
+commit read is a MinedCommit, held by a patch or skipped with the reason. Run again against a new
+best commit, the same mining retries what did not apply before.
 
 Everything cloned is untrusted: nothing in a clone is ever executed (hooks off, no filters, no
 external diff or textconv, symlinks checked out as plain files), and its text is only quoted.
@@ -24,7 +28,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
 from .base import SourceItem
+from .history import ZERO, Change, Commit, advance, ancestors, compose, dependencies, parse_raw
 
+COMMITS = 10  # newest commits read per fork, competitor or branch (deeper research reads more)
+MAX_STACK = 12  # commits in one stacked patch
 DEPTH = 50  # enough history for the commits a fork has on top of its fork point
 MAX_FILE_BYTES = 512 * 1024
 MAX_FILES_SCANNED = 5000
@@ -66,14 +73,33 @@ class Snippet:
 
 @dataclass
 class CandidatePatch:
-    id: str  # f"{item.id}@{sha[:12]}", or the PR item's id
+    id: str  # f"{item.id}@{sha[:12]}" of its newest commit, or the PR item's id
     item_id: str
     title: str  # commit subject (untrusted)
     message: str  # full commit message (untrusted)
-    diff: str  # unified diff, a/ b/ prefixes, only files the base has, ends with a newline
+    diff: str  # unified diff against the target commit, a/ b/ prefixes, only files it has, ends with a newline
     files: list[str] = field(default_factory=list)
     applies: bool = False
     reason: str = ""  # "" or why it does not apply
+    commits: list[str] = field(default_factory=list)  # ids of the mined commits it holds, oldest first
+    titles: list[str] = field(default_factory=list)  # their subjects (untrusted), same order
+    left_out: list[str] = field(default_factory=list)  # protected files whose changes were left out
+    on: str = ""  # the commit it was made against
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class MinedCommit:
+    """One commit read from a source: held by one or more patches, or skipped with the reason."""
+
+    id: str  # f"{item.id}@{sha[:12]}", or the PR item's id
+    item_id: str
+    sha: str
+    title: str  # subject (untrusted)
+    reason: str = ""  # why no patch holds it ("" when one does)
+    patches: list[str] = field(default_factory=list)  # ids of the CandidatePatches holding it
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -101,7 +127,13 @@ def is_remote(url: str) -> bool:
 
 
 class Miner:
-    def __init__(self, cache: Path, base_repo: Path, base_commit: str, offline: bool = False):
+    """`base_commit` is the commit patches are made for: the run's base, or later its best
+    (`target_label` says which in the reasons); `protected` are the task's protected globs;
+    `in_target` maps the ids of commits already merged into it to how (e.g. "kept as H2")."""
+
+    def __init__(self, cache: Path, base_repo: Path, base_commit: str, offline: bool = False,
+                 protected: list[str] | None = None, refresh: bool = True, target_label: str = "base",
+                 in_target: dict[str, str] | None = None):
         self.cache = Path(cache)
         self.repos_dir = self.cache / "repos"
         self.base_repo = Path(base_repo).resolve()
@@ -109,7 +141,18 @@ class Miner:
         self.base_git_dir = dot_git if dot_git.is_dir() else self.base_repo  # bare (RUN_DIR/repo.git) or a checkout
         self.base_commit = base_commit
         self.offline = offline
+        self.refresh = refresh  # fetch cached clones again (off when re-mining within a run)
+        self.protected = list(protected or [])
+        self.target_label = target_label
         self.notices: list[str] = []
+        self.commits: list[MinedCommit] = []  # every commit read, in the order read
+        self._first_seen: dict[str, MinedCommit] = {}  # sha -> its first record (forks share history)
+        self._own_patch: dict[str, bytes] = {}  # sha -> its own change under the target's names
+        self._held: dict[str, list[str]] = {}  # sha -> the stack of shas that applies it, oldest first
+        self._failed: dict[str, str] = {}  # sha -> why it has no patch
+        self._present: set[str] = set()  # shas whose change the target already has
+        self.in_target = dict(in_target or {})
+        self._target_renames: dict[str, dict[str, str]] = {}
         self.clones = 0  # fresh clones made by this miner (a reused cache entry is not one)
         self.fetches = 0
         self._item_of_clone: dict[str, str] = {}
@@ -196,8 +239,8 @@ class Miner:
 
     def _clone_locked(self, item: SourceItem, url: str, remote: bool, dest: Path) -> Path | None:
         if self._is_clone(dest):
-            if remote and self.offline:
-                return dest  # offline: the cached clone as it is
+            if (remote and self.offline) or not self.refresh:
+                return dest  # offline, or re-mining: the cached clone as it is
             self._update(item, dest, remote)
             return dest
         if remote and self.offline:
@@ -326,59 +369,208 @@ class Miner:
         """Env for commands in a clone that must also see the base's objects (read-only, nothing copied)."""
         return {"GIT_ALTERNATE_OBJECT_DIRECTORIES": str(self.base_git_dir / "objects")}
 
-    def candidate_patches(self, item: SourceItem, clone: Path, limit: int = 10) -> list[CandidatePatch]:
-        """The item's commits the base lacks (newest first), as patches checked against the base."""
+    def candidate_patches(self, item: SourceItem, clone: Path, limit: int = COMMITS) -> list[CandidatePatch]:
+        """The item's commits the target lacks (its newest `limit`), as patches for the target commit.
+
+        Every commit read is recorded in `self.commits`: held by a patch, or skipped with the reason.
+        A commit that does not apply on its own is tried stacked on the earlier mined commits it
+        depends on; renames are followed; protected files are left out of a patch.
+        """
         clone = Path(clone)
         try:
-            commits = self._pr_commits(item, clone) if item.kind == "pr" else self._branch_commits(clone, limit)
+            commits = self._pr_history(item, clone) if item.kind == "pr" else self._branch_history(clone, limit)
         except GitFailed as error:
             self._notice(f"{item.id}: commits not read: {error}")
             return []
-        base_files = self.base_files()
-        patches: list[CandidatePatch] = []
+        if not commits:
+            return []
         with tempfile.TemporaryDirectory(prefix="research-agent-apply-") as scratch:
-            index = Path(scratch) / "index"
-            read = self._run(["read-tree", self.base_commit], env={"GIT_DIR": str(self.base_git_dir), "GIT_INDEX_FILE": str(index)})
-            if read.returncode != 0:
-                self._notice(f"{item.id}: base commit not readable, patches not checked: {_last_line(read.stderr)}")
+            applier = _Applier(self, clone, Path(scratch))
+            if applier.tree is None:
+                self._notice(f"{item.id}: {self.target_label} commit not readable, patches not made")
                 return []
-            for sha, parent in commits:
-                if len(patches) >= limit:
-                    break
-                try:
-                    patch = self._patch(item, clone, sha, parent, base_files)
-                except GitFailed as error:
-                    self._notice(f"{item.id}@{sha[:12]}: not turned into a patch: {error}")
-                    continue
-                if patch is None:
-                    continue
-                patch.applies, patch.reason = self._check(patch.diff, index)
-                patches.append(patch)
-        if patches and not any(p.applies for p in patches):
-            self._notice(f"{item.id}: none of its {len(patches)} commit(s) apply to the base")
+            patches = self._mine(item, commits, applier)
+        if not patches:
+            self._notice(f"{item.id}: none of its {len(commits)} commit(s) gives a patch for the {self.target_label}")
         return patches
 
-    def _branch_commits(self, clone: Path, limit: int) -> list[tuple[str, str]]:
-        """(sha, parent) of the non-merge commits on HEAD that the base does not have, newest first.
+    def _mine(self, item: SourceItem, commits: list[Commit], applier: "_Applier") -> list[CandidatePatch]:
+        by_sha = {commit.sha: commit for commit in commits}
+        earlier = ancestors(commits)
+        target_files = self.base_files()
+        patches: list[CandidatePatch] = []
+        for commit in commits:
+            record = MinedCommit(id=item.id if item.kind == "pr" else f"{item.id}@{commit.sha[:12]}", item_id=item.id,
+                                 sha=commit.sha, title=commit.subject[:300])
+            self.commits.append(record)
+            first = self._first_seen.get(commit.sha)
+            if first is not None:  # the same commit in another fork (forks share history)
+                record.reason = f"duplicate of {first.id}"
+                continue
+            self._first_seen[commit.sha] = record
+            if record.id in self.in_target:
+                record.reason = f"in the {self.target_label} ({self.in_target[record.id]})"
+                self._present.add(commit.sha)
+                continue
+            reason, changes, left_out = self._usable(commit, target_files)
+            if reason:
+                record.reason = self._failed[commit.sha] = reason
+                continue
+            try:
+                self._own_patch[commit.sha] = applier.patch_of(commit, changes)
+            except GitFailed as error:
+                record.reason = self._failed[commit.sha] = f"not turned into a patch: {error}"
+                continue
+            alone = applier.apply([self._own_patch[commit.sha]])
+            if alone.ok and not alone.changed[0]:
+                record.reason = f"already in the {self.target_label}"
+                self._present.add(commit.sha)
+                continue
+            stack, applied = [commit.sha], alone
+            if not alone.ok:
+                eligible = {sha for sha in by_sha if sha in self._own_patch and sha not in self._present and sha != commit.sha}
+                deps = dependencies(commit, earlier, by_sha, eligible)
+                reason = self._stack_problem(commit, deps, alone.failure)
+                if reason:
+                    record.reason = self._failed[commit.sha] = reason
+                    continue
+                stack = list(dict.fromkeys(sha for dep in deps for sha in self._held[dep])) + [commit.sha]
+                applied = applier.apply([self._own_patch[sha] for sha in stack])
+                if not applied.ok:
+                    record.reason = self._failed[commit.sha] = (
+                        f"does not apply to the {self.target_label}, even on top of the {len(stack) - 1} earlier "
+                        f"commit(s) it depends on: {applied.failure}")
+                    continue
+                stack = [sha for sha, changed in zip(stack, applied.changed) if changed]
+            self._held[commit.sha] = stack
+            try:
+                diff = applier.diff(applied.tree)
+            except GitFailed as error:
+                record.reason = self._failed[commit.sha] = f"not turned into a patch: {error}"
+                continue
+            held = [self._first_seen[sha] for sha in stack]
+            patch = CandidatePatch(id=record.id, item_id=item.id, title=commit.subject[:300], message=commit.message[:20000],
+                                   diff=diff, files=_diff_paths(diff), applies=True, commits=[m.id for m in held],
+                                   titles=[m.title for m in held], left_out=left_out, on=self.base_commit)
+            patches.append(patch)
+            for mined in held:
+                mined.patches.append(patch.id)
+        return patches
 
-        With shared history that is everything since the merge-base; without it (or beyond the
-        shallow boundary) the most recent commits. Root commits are skipped: an import, not a change.
+    def _usable(self, commit: Commit, target_files: set[str]) -> tuple[str, list[Change], list[str]]:
+        """(why the commit gives no patch, or "", its changes to the target's files, protected files left out)."""
+        if len(commit.parents) > 1:
+            return "merge commit (its side branch's commits are mined one by one)", [], []
+        if not commit.parents:
+            return "root commit (an import of the code, not a change to it)", [], []
+        if not commit.changes:
+            return "changes nothing", [], []
+        content = [change for change in commit.changes if not change.pure_rename]
+        if not content:
+            moves = ", ".join(f"{c.old_path} → {c.new_path}" for c in commit.changes[:3])
+            return f"only renames files ({moves}): nothing to measure", [], []
+        in_target = [change for change in content if change.identity in target_files]
+        if not in_target:
+            names = ", ".join(sorted({c.new_path or c.old_path or "" for c in content})[:4])
+            return f"no file the target has ({names})", [], []
+        from ..experiment import protected_touched
+
+        protected = protected_touched(sorted({c.identity for c in in_target}), self.protected) if self.protected else []
+        rest = [change for change in in_target if change.identity not in protected]
+        if not rest:
+            return f"only protected files ({', '.join(protected)})", [], []
+        return "", rest, protected
+
+    def _stack_problem(self, commit: Commit, deps: list[str], failure: str) -> str:
+        if not deps:
+            return f"does not apply to the {self.target_label}: {failure}"
+        untried = [sha for sha in deps if sha in self._failed]
+        if untried:
+            sha = untried[-1]
+            return f"depends on an untried commit {sha[:12]} ({self._failed[sha]})"
+        stack = {sha for dep in deps for sha in self._held.get(dep, [dep])}
+        if len(stack) + 1 > MAX_STACK:
+            return f"does not apply alone, and depends on {len(stack)} earlier commits (more than {MAX_STACK - 1})"
+        return ""
+
+    # ----- reading the history ---------------------------------------------------------------
+
+    def _branch_history(self, clone: Path, limit: int) -> list[Commit]:
+        """The newest `limit` commits on HEAD that the base does not have, oldest first, each with its
+        changes (renames followed back to the target's paths).
+
+        With shared history that is what came after the fork point; without it (or beyond the
+        shallow boundary) the most recent commits.
         """
-        scan = max(limit * 5, DEPTH)
         exclude = ["--not", self.base_commit] if self._have(clone, self.base_commit) else []
         if not exclude:
             self._notice(f"base commit {self.base_commit[:12]} not readable: the newest commits of {clone.name} are used")
-        listing = self._git(["rev-list", "--no-merges", "--parents", f"--max-count={scan}", "HEAD", *exclude],
+        listing = self._git(["rev-list", "--topo-order", "--parents", f"--max-count={max(1, limit)}", "HEAD", *exclude],
                             cwd=clone, env=self._with_base())
-        commits = []
-        for line in listing.splitlines():
-            shas = line.split()
-            if len(shas) == 2:  # exactly one parent; none = a root or the shallow boundary
-                commits.append((shas[0], shas[1]))
+        rows = [line.split() for line in listing.splitlines() if line.strip()]
+        commits = [Commit(row[0], row[1:]) for row in reversed(rows)]
+        self._describe(clone, commits)
+        names: dict[str, dict[str, str]] = {}
+        for commit in commits:
+            if not commit.parents:
+                names[commit.sha] = {}
+                continue
+            parent = commit.parents[0]
+            before = names[parent] if parent in names else self._names_at(clone, parent)
+            changes = self._changes(clone, parent, commit.sha)
+            names[commit.sha] = advance(before, changes)
+            if len(commit.parents) == 1:
+                commit.changes = changes
         return commits
+
+    def _describe(self, clone: Path, commits: list[Commit]) -> None:
+        if not commits:
+            return
+        shown = self._run(["log", "--no-walk=unsorted", "-z", "--format=%H%x1f%s%x1f%B", *[c.sha for c in commits]],
+                          cwd=clone, env=self._with_base())
+        text = {}
+        for entry in shown.stdout.decode("utf-8", "replace").split("\0"):
+            sha, _, rest = entry.strip("\n").partition("\x1f")
+            subject, _, body = rest.partition("\x1f")
+            text[sha.strip()] = (subject.strip(), body.strip())
+        for commit in commits:
+            commit.subject, commit.message = text.get(commit.sha, ("", ""))
+
+    def _changes(self, clone: Path, parent: str, sha: str) -> list[Change]:
+        raw = self._run(["diff-tree", "-r", "-z", "-M", "--raw", "--no-abbrev", "--no-commit-id", parent, sha],
+                        cwd=clone, env=self._with_base())
+        if raw.returncode != 0:
+            raise GitFailed(_last_line(raw.stderr) or "git diff-tree failed")
+        return parse_raw(raw.stdout)
+
+    def _renames(self, clone: Path, old: str, new: str) -> dict[str, str]:
+        changes = parse_raw(self._run(["diff-tree", "-r", "-z", "-M", "--raw", "--no-abbrev", old, new],
+                                      cwd=clone, env=self._with_base()).stdout)
+        return {c.old_path: c.new_path for c in changes if c.status == "R"}
+
+    def _names_at(self, clone: Path, commit: str) -> dict[str, str]:
+        """Paths in `commit`'s tree that the target knows by another name (renames since the fork point)."""
+        fork_point = self._git(["merge-base", commit, self.base_commit], cwd=clone, env=self._with_base(), check=False)
+        if not fork_point:
+            return {}
+        if fork_point not in self._target_renames:
+            self._target_renames[fork_point] = self._renames(clone, fork_point, self.base_commit)
+        return compose(self._renames(clone, fork_point, commit), self._target_renames[fork_point])
 
     def _have(self, clone: Path, rev: str) -> bool:
         return self._run(["cat-file", "-e", f"{rev}^{{commit}}"], cwd=clone, env=self._with_base()).returncode == 0
+
+    def _pr_history(self, item: SourceItem, clone: Path) -> list[Commit]:
+        """The whole PR as one change: its merge commit against its first parent, else its head against
+        the merge-base with the base."""
+        pair = self._pr_commits(item, clone)
+        if not pair:
+            return []
+        sha, parent = pair[0]
+        commit = Commit(sha, [parent], subject=item.title, message=f"{item.title}\n\n{item.text}".strip())
+        commit.changes = self._changes(clone, parent, sha)
+        advance(self._names_at(clone, parent), commit.changes)
+        return [commit]
 
     def _pr_commits(self, item: SourceItem, clone: Path) -> list[tuple[str, str]]:
         """One (sha, parent) for the whole PR: its merge commit against its first parent, else its head
@@ -413,45 +605,93 @@ class Miner:
         self._notice(f"{item.id}: its commits could not be fetched, no patch")
         return []
 
-    def _patch(self, item: SourceItem, clone: Path, sha: str, parent: str, base_files: set[str]) -> CandidatePatch | None:
-        env = self._with_base()
-        changed = self._run(["diff-tree", "-r", "-z", "--name-only", "--no-renames", "--no-commit-id", parent, sha],
-                            cwd=clone, env=env)
-        if changed.returncode != 0:
-            raise GitFailed(_last_line(changed.stderr) or "git diff-tree failed")
-        names = [n for n in changed.stdout.decode("utf-8", "surrogateescape").split("\0") if n]
-        files = [n for n in names if n in base_files]
-        if not files:
-            return None  # only files the target lacks
-        diff = self._run(["--literal-pathspecs", "diff", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames",
-                          "--binary", "--src-prefix=a/", "--dst-prefix=b/", parent, sha, "--", *files], cwd=clone, env=env)
-        if diff.returncode != 0:
-            raise GitFailed(_last_line(diff.stderr) or "git diff failed")
-        text = diff.stdout.decode("utf-8", "replace")
-        if not text.strip():
-            return None
-        if not text.endswith("\n"):
-            text += "\n"
-        if item.kind == "pr":
-            patch_id, title, message = item.id, item.title, f"{item.title}\n\n{item.text}".strip()
-        else:
-            shown = self._run(["show", "-s", "--format=%s%x00%B", sha], cwd=clone, env=env)
-            subject, _, body = shown.stdout.decode("utf-8", "replace").partition("\0")
-            patch_id, title, message = f"{item.id}@{sha[:12]}", subject.strip(), body.strip()
-        return CandidatePatch(id=patch_id, item_id=item.id, title=title[:300], message=message[:20000], diff=text,
-                              files=files, applies=False, reason="")
 
-    def _check(self, diff: str, index: Path) -> tuple[bool, str]:
-        """`git apply --check --cached` against the base, on a private index: nothing is written."""
-        env = {"GIT_DIR": str(self.base_git_dir), "GIT_INDEX_FILE": str(index)}
-        data = diff.encode("utf-8")
-        result = self._run(["apply", "--check", "--cached", "-"], env=env, input=data)
-        if result.returncode == 0:
-            return True, ""
-        reverse = self._run(["apply", "--check", "--cached", "--reverse", "-"], env=env, input=data)
-        if reverse.returncode == 0:
-            return False, "already in the base (the patch applies in reverse)"
-        return False, "git apply --check: " + (_first_error(result.stderr) or "patch does not apply")
+@dataclass
+class _Applied:
+    ok: bool
+    tree: str = ""
+    failure: str = ""
+    changed: list[bool] = field(default_factory=list)  # per patch: did it change the tree
+
+
+class _Applier:
+    """Applies patches to the target commit on a private index inside a clone (with the target's
+    objects as alternates): `git apply --3way --cached`, so context that moved is merged like a
+    cherry-pick would, and nothing is checked out or written to the run's repository."""
+
+    def __init__(self, miner: Miner, clone: Path, scratch: Path):
+        self.miner, self.clone, self.scratch = miner, clone, scratch
+        self.env = miner._with_base()
+        tree = miner._run(["rev-parse", "--verify", "--quiet", f"{miner.base_commit}^{{tree}}"], cwd=clone, env=self.env)
+        self.tree = tree.stdout.decode().strip() if tree.returncode == 0 else None
+
+    def _with_index(self, name: str) -> dict:
+        return {**self.env, "GIT_INDEX_FILE": str(self.scratch / name)}
+
+    def _tree(self, entries: list[tuple[str, str, str]]) -> str:
+        index = self.scratch / "side"
+        index.unlink(missing_ok=True)
+        env = self._with_index("side")
+        if entries:
+            data = "".join(f"{mode} {blob}\t{path}\0" for mode, blob, path in entries).encode("utf-8", "surrogateescape")
+            added = self.miner._run(["update-index", "-z", "--add", "--index-info"], cwd=self.clone, env=env, input=data)
+            if added.returncode != 0:
+                raise GitFailed(_last_line(added.stderr) or "git update-index failed")
+        return self.miner._git(["write-tree"], cwd=self.clone, env=env)
+
+    def patch_of(self, commit: Commit, changes: list[Change]) -> bytes:
+        """The commit's own change to `changes`' files, under the target's names: straight from the
+        commit when its paths are the target's, else as a diff between two trees holding only those
+        files renamed back (so an edit after a rename in the fork applies to the target's file)."""
+        if all(c.status != "R" and c.identity == (c.new_path or c.old_path) for c in changes):
+            old, new = commit.parents[0], commit.sha
+            paths = ["--", *sorted({c.identity for c in changes})]
+        else:
+            old = self._tree([(c.old_mode, c.old_blob, c.identity) for c in changes if c.old_blob != ZERO])
+            new = self._tree([(c.new_mode, c.new_blob, c.identity) for c in changes if c.new_blob != ZERO])
+            paths = []
+        diff = self.miner._run(["--literal-pathspecs", "diff-tree", "-p", "--binary", "--full-index", "--no-renames",
+                                "--no-commit-id", old, new, *paths], cwd=self.clone, env=self.env)
+        if diff.returncode != 0:
+            raise GitFailed(_last_line(diff.stderr) or "git diff-tree failed")
+        return diff.stdout
+
+    def apply(self, patches: list[bytes]) -> _Applied:
+        env = self._with_index("index")
+        read = self.miner._run(["read-tree", self.tree], cwd=self.clone, env=env)
+        if read.returncode != 0:
+            return _Applied(False, failure=_last_line(read.stderr) or "git read-tree failed")
+        before, changed = self.tree, []
+        for patch in patches:
+            result = self.miner._run(["apply", "--3way", "--cached", "--whitespace=nowarn", "-"],
+                                     cwd=self.clone, env=env, input=patch)
+            if result.returncode != 0:
+                return _Applied(False, failure=_apply_failure(result.stdout + b"\n" + result.stderr))
+            after = self.miner._git(["write-tree"], cwd=self.clone, env=env)
+            changed.append(after != before)
+            before = after
+        return _Applied(True, tree=before, changed=changed)
+
+    def diff(self, tree: str) -> str:
+        shown = self.miner._run(["diff-tree", "-p", "--binary", "--full-index", "--no-renames", self.tree, tree],
+                                cwd=self.clone, env=self.env)
+        if shown.returncode != 0:
+            raise GitFailed(_last_line(shown.stderr) or "git diff-tree failed")
+        text = shown.stdout.decode("utf-8", "replace")
+        return text if text.endswith("\n") else text + "\n"
+
+
+def _apply_failure(output: bytes) -> str:
+    """`git apply --3way`'s complaint as one line: the files left in conflict, else its first error."""
+    lines = [line.strip() for line in output.decode("utf-8", "replace").splitlines() if line.strip()]
+    conflicts = [line[2:].strip() for line in lines if line.startswith("U ")]
+    if conflicts:
+        return "conflict in " + ", ".join(conflicts[:4]) + (" …" if len(conflicts) > 4 else "")
+    return _first_error(output) or "patch does not apply"
+
+
+def _diff_paths(diff: str) -> list[str]:
+    return list(dict.fromkeys(m.group(2) for m in re.finditer(r"^diff --git a/(.+?) b/(.+)$", diff, re.MULTILINE)))
 
 
 def _last_line(data: bytes | str) -> str:

@@ -19,34 +19,48 @@ from typing import Callable
 from ..errors import UserError
 from .base import Evidence, SourceItem, SourceUnavailable
 from .http import Http, cache_dir
+from .mine import COMMITS
 from .queries import build_queries, target_files
 
 MINED_KINDS = ("fork", "competitor", "repo", "pr")
 
 
 def run_research(task, base_repo: Path, base_commit: str, out_dir: Path, offline: bool = False,
-                 notify: Callable[[str], None] = lambda _line: None, profile: str = "") -> Evidence:
-    """Read, rank, mine; write out_dir/sources.json and out_dir/notes/; return the evidence."""
+                 notify: Callable[[str], None] = lambda _line: None, profile: str = "", *,
+                 queries: list[str] | None = None, known: set[str] | frozenset = frozenset(), scale: int = 1,
+                 history: list[dict] | None = None, target_label: str = "base",
+                 in_target: dict[str, str] | None = None) -> Evidence:
+    """Read, rank, mine; write out_dir/sources.json and out_dir/notes/; return the evidence.
+
+    Between rounds the run researches again with `queries` learned from what it tried (ranked
+    together with the goal), leaves out the items it already `known`s, and mines `scale` times
+    deeper (more commits per fork, more forks) against the best (`target_label`, with `in_target`
+    the commits merged into it)."""
     from .rank import select_for_task
 
     settings = task.research
     http = Http(cache_dir(), offline=offline, max_age=timedelta(days=settings.max_age_days))
-    queries = build_queries(task, base_repo, base_commit)
+    queries = list(queries) if queries else build_queries(task, base_repo, base_commit)
     notify(f"research: {len(queries)} quer{'y' if len(queries) == 1 else 'ies'}: " + "; ".join(queries))
-    items, skipped = read_sources(task, http, queries, base_repo)
-    if not items:
-        raise UserError("research found nothing: " + ("; ".join(skipped) or "no source is configured"))
-    ranked, selected = select_for_task(items, task)
-    patches, snippets, mine_skipped = mine(task, selected, base_repo, base_commit, offline)
+    items, skipped = read_sources(task, http, queries, base_repo, scale)
+    fresh = [item for item in items if item.id not in known]
+    again = [item for item in items if item.id in known and item.kind in MINED_KINDS]  # mined deeper this time
+    if not fresh and not again:
+        raise UserError("research found nothing" + (" new" if known else "") + ": "
+                        + ("; ".join(skipped) or "no source is configured"))
+    ranked, selected = select_for_task(fresh, task, query="\n".join(queries) if known else None, scale=scale)
+    patches, snippets, mine_skipped, commits = mine(task, [*again, *selected], base_repo, base_commit, offline,
+                                                    limit=COMMITS * scale, target_label=target_label, in_target=in_target)
     skipped += mine_skipped
-    evidence = Evidence(items=ranked, selected=selected, patches=patches, snippets=snippets, skipped=skipped, profile=profile)
+    evidence = Evidence(items=ranked, selected=selected, patches=patches, snippets=snippets, skipped=skipped, profile=profile,
+                        commits=commits, history=list(history or []), queries=queries)
     write_artifacts(evidence, out_dir)
-    notify(f"research: {len(ranked)} items read, {len(selected)} selected, "
-           f"{sum(1 for p in patches if p.applies)} applicable patch(es) mined, {len(skipped)} skipped")
+    notify(f"research: {len(ranked)} items read, {len(selected)} selected, {len(commits)} commit(s) read, "
+           f"{sum(1 for p in patches if p.applies)} patch(es) for the {target_label}, {len(skipped)} skipped")
     return evidence
 
 
-def read_sources(task, http: Http, queries: list[str], base_repo: Path) -> tuple[list[SourceItem], list[str]]:
+def read_sources(task, http: Http, queries: list[str], base_repo: Path, scale: int = 1) -> tuple[list[SourceItem], list[str]]:
     settings = task.research
     base = Path(task.base_dir)
     items: list[SourceItem] = []
@@ -71,7 +85,7 @@ def read_sources(task, http: Http, queries: list[str], base_repo: Path) -> tuple
     endpoints = settings.endpoints or {}
     with ThreadPoolExecutor(max_workers=2) as pool:
         papers = pool.submit(_papers, http, queries, settings, endpoints) if settings.papers else None
-        github = pool.submit(_github, http, queries, settings, endpoints, remote_repos, _origin(task, base_repo)) \
+        github = pool.submit(_github, http, queries, settings, endpoints, remote_repos, _origin(task, base_repo), scale) \
             if (settings.repos or settings.prs or remote_repos) else None
         for future in (papers, github):
             if future is not None:
@@ -98,7 +112,7 @@ def _papers(http: Http, queries: list[str], settings, endpoints: dict) -> tuple[
     return found, notices
 
 
-def _github(http: Http, queries: list[str], settings, endpoints: dict, named: list[str], origin: str | None):
+def _github(http: Http, queries: list[str], settings, endpoints: dict, named: list[str], origin: str | None, scale: int = 1):
     from .github_source import GitHubSource
 
     github = GitHubSource(http, endpoints.get("github"), os.environ.get("GITHUB_TOKEN"))
@@ -108,7 +122,7 @@ def _github(http: Http, queries: list[str], settings, endpoints: dict, named: li
             found += github.search(query, settings.repos * 2)
     forks_of = settings.forks_of or origin
     if forks_of and settings.repos:
-        found += github.forks(forks_of, settings.repos * 2)
+        found += github.forks(forks_of, settings.repos * 2 * scale)
     if forks_of and settings.prs:
         found += github.pulls(forks_of, settings.prs)
     for full_name in named:
@@ -116,23 +130,37 @@ def _github(http: Http, queries: list[str], settings, endpoints: dict, named: li
     return found, list(github.notices)
 
 
-def mine(task, selected: list[SourceItem], base_repo: Path, base_commit: str, offline: bool):
-    from .mine import Miner
+def mine(task, selected: list[SourceItem], base_repo: Path, base_commit: str, offline: bool, *, limit: int | None = None,
+         refresh: bool = True, target_label: str = "base", in_target: dict[str, str] | None = None, snippets: bool = True):
+    """(patches, snippets, notices, commits) from the selected forks, competitors, repos and PRs.
 
-    miner = Miner(cache_dir(), base_repo, base_commit, offline=offline)
+    Run again against the best (`target_label="best"`, `refresh=False`: the cached clones as they
+    are), it retries what did not apply to the old one; `in_target` are the commits merged into it."""
+    from .mine import COMMITS as DEFAULT, Miner
+
+    miner = Miner(cache_dir(), base_repo, base_commit, offline=offline, protected=_protected(task, base_repo),
+                  refresh=refresh, target_label=target_label, in_target=in_target)
     keywords = _keywords(task.goal)
-    files = target_files(base_repo, base_commit)
-    patches, snippets = [], []
+    files = target_files(base_repo, base_commit) if snippets else []
+    patches, found = [], []
     for item in selected:
         if item.kind not in MINED_KINDS:
             continue  # the miner derives a clone URL from a github: id when meta has none
         clone = miner.clone(item)
         if clone is None:
             continue
-        snippets += miner.hot_files(clone, keywords, files)
+        if snippets:
+            found += miner.hot_files(clone, keywords, files)
         if item.kind in ("fork", "competitor", "pr"):
-            patches += miner.candidate_patches(item, clone)
-    return patches, snippets, list(miner.notices)
+            patches += miner.candidate_patches(item, clone, limit or DEFAULT)
+    return patches, found, list(miner.notices), list(miner.commits)
+
+
+def _protected(task, base_repo: Path) -> list[str]:
+    try:
+        return list(task.protected_paths())
+    except (OSError, ValueError):  # a URL repo on a cloud backend: the globs as written
+        return list(task.protected)
 
 
 def write_artifacts(evidence: Evidence, out_dir: Path) -> None:
@@ -142,7 +170,9 @@ def write_artifacts(evidence: Evidence, out_dir: Path) -> None:
     chosen = {item.id for item in evidence.selected}
     record = {
         "items": [{**item.to_dict(), "selected": item.id in chosen} for item in evidence.items],
-        "patches": [{k: getattr(p, k) for k in ("id", "item_id", "title", "files", "applies", "reason")} for p in evidence.patches],
+        "patches": [{k: getattr(p, k) for k in ("id", "item_id", "title", "files", "applies", "reason", "commits", "left_out")}
+                    for p in evidence.patches],
+        "commits": [c.to_dict() for c in evidence.commits],
         "skipped": evidence.skipped,
     }
     (out_dir / "sources.json").write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")

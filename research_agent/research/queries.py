@@ -52,3 +52,69 @@ def build_queries(task, base_repo: Path, commit: str) -> list[str]:
         if query and query not in seen:
             seen.append(query)
     return seen[:MAX_QUERIES]
+
+
+# --- between rounds: queries from what the run tried ------------------------------------------
+
+_HUNK_CONTEXT = re.compile(r"^@@ [^@]* @@ ?(.*)$")
+_CALLED = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]{2,})\s*\(")
+_IDENT = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]{3,}\b")
+_NOT_NAMES = {"if", "for", "while", "switch", "return", "sizeof", "else", "case", "static", "inline", "const", "void",
+              "int", "double", "float", "char", "long", "unsigned", "struct", "define", "include", "elif", "def", "fn"}
+MAX_LEARNED = 6  # functions or files named per query
+
+
+def touched_names(diff: str) -> tuple[list[str], list[str]]:
+    """(functions, file stems) a diff touches: its hunk headers' enclosing functions, the functions on
+    its changed lines, and its files — most frequent first."""
+    functions: Counter = Counter()
+    files: Counter = Counter()
+    for line in (diff or "").splitlines():
+        if line.startswith("+++ ") or line.startswith("--- "):
+            path = line[4:].split("\t")[0].strip()
+            if path != "/dev/null":
+                files[PurePosixPath(path[2:] if path[:2] in ("a/", "b/") else path).stem] += 1
+            continue
+        hunk = _HUNK_CONTEXT.match(line)
+        text = hunk.group(1) if hunk else (line[1:] if line[:1] in "+-" else "")
+        for name in _CALLED.findall(text):
+            if name.lower() not in _NOT_NAMES:
+                functions[name] += 3 if hunk else 1
+    return [n for n, _ in functions.most_common()], [n for n, _ in files.most_common()]
+
+
+def profile_names(profile: str, known: set[str], lines: int = 30) -> list[str]:
+    """Identifiers in the profile's first lines that the target's code also has (its hot functions)."""
+    found: list[str] = []
+    for line in (profile or "").splitlines()[:lines]:
+        for name in _IDENT.findall(line):
+            if name in known and name not in found and name.lower() not in _NOT_NAMES:
+                found.append(name)
+    return found
+
+
+def learned_queries(task, tried: list[str], profile: str = "", code_words: set[str] | None = None) -> list[str]:
+    """Queries for research between rounds, from the diffs the run tried without success (the discarded
+    and failed hypotheses' changes) and from the profile: the functions and files they touched."""
+    functions: Counter = Counter()
+    files: Counter = Counter()
+    for diff in tried:
+        names, stems = touched_names(diff)
+        functions.update({name: len(names) - rank for rank, name in enumerate(names)})
+        files.update(stems)
+    top = [name for name, _ in functions.most_common(MAX_LEARNED)]
+    stems = [stem for stem, _ in files.most_common(3)]
+    hot = profile_names(profile, code_words or set())[:MAX_LEARNED]
+    queries = []
+    if top:
+        queries.append(f"{task.goal} {' '.join(top[:3])}".strip())
+        queries.append(" ".join(top + [s for s in stems if s not in top]) + " optimization")
+    elif stems:
+        queries.append(f"{task.goal} {' '.join(stems)}".strip())
+    if hot:
+        queries.append(f"{' '.join(hot)} performance")
+    seen: list[str] = []
+    for query in queries:
+        if query and query not in seen:
+            seen.append(query)
+    return seen[:MAX_QUERIES]

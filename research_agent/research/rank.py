@@ -358,16 +358,19 @@ def select(ranked: list[SourceItem], papers: int = 8, repos: int = 5, prs: int =
 
 
 def select_for_task(items: Iterable[SourceItem], task: Any, today: date | None = None,
-                    notes: int | None = None) -> tuple[list[SourceItem], list[SourceItem]]:
+                    notes: int | None = None, query: str | None = None,
+                    scale: int = 1) -> tuple[list[SourceItem], list[SourceItem]]:
     """merge_duplicates + rank + select with the task's query, weights and limits.
+    `query` adds to the task's (between rounds: what the run learned); `scale` widens the repos limit.
     Returns (every item ranked, the selected ones)."""
     research = getattr(task, "research", None)
     weights = getattr(research, "weights", None) or None
-    ranked = rank(merge_duplicates(list(items)), query_text(task), weights, today)
+    text = query_text(task) + ("\n" + query if query else "")
+    ranked = rank(merge_duplicates(list(items)), text, weights, today)
     chosen = select(
         ranked,
         papers=getattr(research, "papers", DEFAULT_LIMITS["papers"]),
-        repos=getattr(research, "repos", DEFAULT_LIMITS["repos"]),
+        repos=getattr(research, "repos", DEFAULT_LIMITS["repos"]) * max(1, scale),
         prs=getattr(research, "prs", DEFAULT_LIMITS["prs"]),
         notes=notes if notes is not None else getattr(research, "notes", DEFAULT_LIMITS["notes"]),
     )

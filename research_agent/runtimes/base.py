@@ -14,8 +14,9 @@ class Brief:
     text: str
     path: Path
     hypothesis_id: str
-    diff: str | None = None  # the hypothesis's fenced diff, if it has one
+    diff: str | None = None  # the hypothesis's diff (fenced in the plan, or read from its patch file)
     exp_dir: Path | None = None  # where the runtime may keep its transcript and logs
+    patch_file: Path | None = None  # the plan's patch file for a large diff, when the diff is not inline
 
 
 @dataclass

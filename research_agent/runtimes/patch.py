@@ -1,4 +1,4 @@
-"""The `patch` runtime: applies the hypothesis's fenced diff with a 3-way apply. No LLM involved."""
+"""The `patch` runtime: applies the hypothesis's diff (fenced in the plan, or its patch file) with a 3-way apply. No LLM involved."""
 
 from __future__ import annotations
 
@@ -15,14 +15,23 @@ class PatchRuntime:
         self.timeout = timeout
 
     def apply(self, workdir: Path, brief: Brief) -> RuntimeResult:
-        if not brief.diff:
+        diff = brief.diff
+        if not diff and brief.patch_file is not None:
+            try:
+                diff = Path(brief.patch_file).read_text(encoding="utf-8")
+            except OSError as error:
+                return RuntimeResult(False, f"patch file {brief.patch_file} cannot be read: {error.strerror}")
+        if not diff:
             return RuntimeResult(False, f"{brief.hypothesis_id} has no diff for the patch runtime")
         patch_file = (brief.exp_dir or brief.path.parent) / "hypothesis.diff"
-        patch_file.write_text(brief.diff, encoding="utf-8")
+        patch_file.write_text(diff, encoding="utf-8")
         # --3way falls back to a merge when the context moved; it needs the blobs, which the worktree has.
         result = proc.run(["git", "apply", "--3way", "--whitespace=nowarn", str(patch_file)], cwd=workdir, timeout=self.timeout,
                           log_path=patch_file.parent / "runtime.log")
         if result.ok:
             return RuntimeResult(True)
+        conflicts = [line[2:].strip() for line in result.output.splitlines() if line.startswith("U ")]
+        if conflicts:  # the 3-way fallback left these files in conflict
+            return RuntimeResult(False, f"patch does not apply: conflict in {', '.join(conflicts)}")
         first = next((line for line in result.output.splitlines() if line.strip().startswith("error")), result.tail(1))
         return RuntimeResult(False, f"patch does not apply: {first.strip()}")

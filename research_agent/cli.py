@@ -204,6 +204,18 @@ def report(run_dir: Path = typer.Argument(..., help="Run directory.")) -> None:
     write_reports(run_dir)
 
 
+@app.command("apply")
+def apply_cmd(
+    run_dir: Path = typer.Argument(..., help="Run directory."),
+    repo: Optional[Path] = typer.Option(None, "--repo", help="Your repository (default: the run's target)."),
+    branch: Optional[str] = typer.Option(None, "--branch", help="Name of the new branch (default: research-agent/<run>)."),
+) -> None:
+    """Put the best result on a new branch of your repository: one commit per kept change; your checkout is not touched."""
+    from .commands import apply_result
+
+    apply_result(run_dir, repo, branch)
+
+
 @app.command()
 def down(
     run_dir: Optional[Path] = typer.Argument(None, help="Run directory whose workers to remove."),

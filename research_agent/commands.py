@@ -207,6 +207,17 @@ def write_reports(run_dir: Path, quiet: bool = False) -> dict:
     return {Path(p).name: p for p in paths.values()}
 
 
+def apply_result(run_dir: Path, repo: Path | None, branch: str | None) -> None:
+    from .apply import apply_run
+
+    applied = apply_run(run_dir, repo, branch)
+    onto = "the run's base commit" if applied.onto == "base" else "HEAD"
+    print(f"branch {applied.branch} in {shown(applied.repo)}: {len(applied.commits)} commit(s) on {onto} ({applied.base[:12]})")
+    for sha, subject in applied.commits:
+        print(f"  {sha[:12]} {subject}")
+    print(f"  look:  git -C {shlex.quote(shown(applied.repo))} log --stat {applied.base[:12]}..{shlex.quote(applied.branch)}")
+
+
 def doctor() -> None:
     """A table of runtimes: always-available ones, then the agent CLIs found (or not) here."""
     import importlib

@@ -138,34 +138,80 @@ def _cut(text: str, width: int) -> str:
     return cut.rstrip(" ,;:—-") + "…"
 
 
-def apply_run(run_dir: Path, repo: Path | None = None, branch: str | None = None) -> Applied:
+class Replayer:
+    """Replays kept changes as commits in the user's repository, on a private index in a scratch folder."""
+
+    def __init__(self, run, where: Target, context: dict):
+        self.run, self.where, self.context = run, where, context
+        self._scratch = tempfile.TemporaryDirectory(prefix="research-agent-apply-")
+        self.env = {"GIT_INDEX_FILE": str(Path(self._scratch.name) / "index"), **GIT_IDENTITY}  # theirs is never read or written
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._scratch.cleanup()
+
+    def commit(self, parent: str, change: Change) -> tuple[str, str]:
+        """`change` as one commit on `parent`: (sha, subject). TargetError with git's reason if it does not apply."""
+        message = commit_message(change, self.context, self.run.run_id)
+        return _commit_patch(self.where, parent, _patch(self.run.repo_dir, change), message, self.env, change,
+                             self._scratch.name), message.splitlines()[0]
+
+    def builds(self, commit: str) -> str | None:
+        """None if the task's build passes on `commit`'s files (exported to a scratch folder), else why not."""
+        import subprocess
+
+        from . import proc
+
+        if not self.run.task.build:
+            return None
+        folder = Path(self._scratch.name) / f"build-{commit[:12]}"
+        folder.mkdir()
+        tree = f"{commit}:{self.where.prefix}" if self.where.prefix else commit
+        archive = subprocess.run(["git", "archive", "--format=tar", tree], cwd=str(self.where.toplevel), capture_output=True)
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True, capture_output=True)
+        result = proc.run(self.run.task.build, cwd=folder, timeout=self.run.task.timeouts.build)
+        if result.ok:
+            return None
+        last = result.tail(1) or "no output"
+        return "build timed out" if result.timed_out else f"build failed ({result.returncode}): {last}"
+
+
+def start_commit(where: Target, context: dict) -> tuple[str, str]:
+    """Where the branch starts: the run's base commit when the user's repository has it (a clone target;
+    the branch then lies on their history), else their HEAD (a snapshot target). Returns (commit, "base"|"HEAD")."""
+    base_commit = context["base_commit"]
+    if base_commit and not where.prefix and _has_commit(where.toplevel, base_commit):
+        return base_commit, "base"
+    head = git(["rev-parse", "--verify", "--quiet", "HEAD^{commit}"], cwd=where.toplevel, check=False)
+    if not head:
+        raise TargetError(f"{where.toplevel.name}/ has no commit to put the branch on")
+    return head, "HEAD"
+
+
+def prepare(run_dir: Path, repo: Path | None):
+    """The run, its kept changes and report context, and where they go in the user's repository."""
     from .rundir import open_run
 
     run = open_run(run_dir)
     kept_changes, context = changes(run.path)
     if not kept_changes:
         raise UserError(f"run {run.run_id} kept no change: nothing to apply")
-    where = locate(user_repo_of(run, repo))
+    return run, kept_changes, context, locate(user_repo_of(run, repo))
+
+
+def apply_run(run_dir: Path, repo: Path | None = None, branch: str | None = None) -> Applied:
+    run, kept_changes, context, where = prepare(run_dir, repo)
     name = branch or default_branch(run.run_id)
     check_new_branch(where.toplevel, name)
-    base_commit = context["base_commit"]
-    has_base = bool(base_commit) and not where.prefix and _has_commit(where.toplevel, base_commit)
-    if has_base:
-        base, onto = base_commit, "base"
-    else:
-        base = git(["rev-parse", "--verify", "--quiet", "HEAD^{commit}"], cwd=where.toplevel, check=False)
-        if not base:
-            raise TargetError(f"{where.toplevel.name}/ has no commit to put the branch on")
-        onto = "HEAD"
+    base, onto = start_commit(where, context)
     applied = Applied(where.toplevel, name, base, base, onto=onto)
-    with tempfile.TemporaryDirectory(prefix="research-agent-apply-") as scratch:
-        env = {"GIT_INDEX_FILE": str(Path(scratch) / "index"), **GIT_IDENTITY}  # a private index: theirs is never read or written
+    with Replayer(run, where, context) as replayer:
         for change in kept_changes:
-            patch = _patch(run.repo_dir, change)
-            tip = _commit_patch(where, applied.tip, patch, commit_message(change, context, run.run_id), env, change, scratch)
-            applied.commits.append((tip, commit_message(change, context, run.run_id).splitlines()[0]))
-            applied.tip = tip
-    _create_branch(where.toplevel, name, applied.tip)
+            applied.tip, subject = replayer.commit(applied.tip, change)
+            applied.commits.append((applied.tip, subject))
+    create_branch(where.toplevel, name, applied.tip)
     run.ledger.event("applied", f"branch {name} in {where.toplevel}: {len(applied.commits)} commit(s)",
                      branch=name, repo=str(where.toplevel), base=base, tip=applied.tip)
     return applied
@@ -206,7 +252,7 @@ def _commit_patch(where: Target, parent: str, patch: str, message: str, env: dic
     return git(["commit-tree", tree, "-p", parent, "-F", str(message_file)], cwd=where.toplevel, env=env)
 
 
-def _create_branch(repo: Path, name: str, tip: str) -> None:
+def create_branch(repo: Path, name: str, tip: str) -> None:
     """Create refs/heads/NAME at `tip`; fails, rather than moves it, if it appeared meanwhile."""
     try:
         git(["update-ref", "-m", "research-agent apply", f"refs/heads/{name}", tip, NULL_SHA], cwd=repo)

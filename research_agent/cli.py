@@ -216,6 +216,22 @@ def apply_cmd(
     apply_result(run_dir, repo, branch)
 
 
+@app.command("pr")
+def pull_request(
+    run_dir: Path = typer.Argument(..., help="Run directory."),
+    split: bool = typer.Option(False, "--split", help="One branch and pull request per independent kept change."),
+    repo: Optional[Path] = typer.Option(None, "--repo", help="Your repository (default: the run's target)."),
+    remote: str = typer.Option("origin", "--remote", help="The GitHub remote to push to."),
+    github_repo: Optional[str] = typer.Option(None, "--github-repo", help="OWNER/NAME on GitHub (default: from the remote's URL)."),
+    base: Optional[str] = typer.Option(None, "--base", help="Branch to merge into (default: the repository's default branch)."),
+    branch: Optional[str] = typer.Option(None, "--branch", help="Branch name (default: research-agent/<run>)."),
+) -> None:
+    """Push the result's branch and open a pull request whose body is IMPROVEMENTS.md (GITHUB_TOKEN)."""
+    from .commands import open_pr
+
+    open_pr(run_dir, repo, remote, github_repo, base, split, branch)
+
+
 @app.command()
 def down(
     run_dir: Optional[Path] = typer.Argument(None, help="Run directory whose workers to remove."),

@@ -218,6 +218,16 @@ def apply_result(run_dir: Path, repo: Path | None, branch: str | None) -> None:
     print(f"  look:  git -C {shlex.quote(shown(applied.repo))} log --stat {applied.base[:12]}..{shlex.quote(applied.branch)}")
 
 
+def open_pr(run_dir: Path, repo: Path | None, remote: str, github_repo: str | None, base: str | None, split: bool,
+            branch: str | None) -> None:
+    from .pr import open_pull_requests
+
+    for pr in open_pull_requests(run_dir, repo, remote, github_repo, base, split, branch):
+        print(f"pull request #{pr.number}: {pr.url} ({pr.branch} → {pr.base})")
+        if pr.stacked:
+            print(f"  stacked: {pr.stacked}")
+
+
 def doctor() -> None:
     """A table of runtimes: always-available ones, then the agent CLIs found (or not) here."""
     import importlib

@@ -86,7 +86,7 @@ def _split(run, where, context, kept_changes, start, name, remote, base_branch, 
     plans = []
     with Replayer(run, where, context) as replayer:
         for change in kept_changes:
-            branch_name = f"{name}/{change.exp['hypothesis']}"
+            branch_name = f"{name}-{change.exp['hypothesis']}"
             check_new_branch(where.toplevel, branch_name)
             why = None
             try:

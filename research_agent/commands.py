@@ -166,9 +166,12 @@ def _summary(run, paths: dict) -> None:
 
     status = build_status(run.path)
     counts: dict[str, int] = {}
-    for exp in status["experiments"]:
-        counts[exp["decision"] or exp["status"]] = counts.get(exp["decision"] or exp["status"], 0) + 1
-    print(f"run {run.run_id}: " + ", ".join(f"{n} {d}" for d, n in counts.items()))
+    for exp in status["experiments"]:  # kept ones are counted once, below; a combine step's outcome is that count
+        if exp["decision"] != "kept" and exp.get("kind") != "combine":
+            counts[exp["decision"] or exp["status"]] = counts.get(exp["decision"] or exp["status"], 0) + 1
+    parts = ([status["kept"]["summary"]] if status["kept"]["in_best"] or status["kept"]["dropped"] else []) + \
+        [f"{n} {d}" for d, n in counts.items()]
+    print(f"run {run.run_id}: " + (", ".join(parts) or "nothing tried"))
     for exp in status["experiments"]:
         effect = exp.get("effect")
         figures = f" {effect['median']:+.1%} [{effect['ci'][0]:+.1%}, {effect['ci'][1]:+.1%}]" if effect else ""

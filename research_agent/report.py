@@ -102,8 +102,12 @@ def build_context(run_dir: Path, view: LedgerView) -> dict:
     kept = [_kept_context(run_dir, exp, experiments, hypotheses, plan_sources, rounds) for exp in experiments
             if exp["decision"] == "kept"]
 
-    counts = {decision: sum(1 for e in experiments if e["decision"] == decision) for decision in DECISIONS}
+    # Kept changes are counted once, as in the best or dropped when stacking (result.py); a combine step's
+    # other outcomes are that dropping, so only hypotheses count towards the other decisions.
+    counts = {decision: sum(1 for e in experiments if e["decision"] == decision and e.get("kind") != "combine")
+              for decision in DECISIONS if decision != "kept"}
     counts["unfinished"] = sum(1 for e in experiments if not e["decision"])
+    counts["kept"] = status["kept"]["summary"] if (status["kept"]["in_best"] or status["kept"]["dropped"]) else ""
     research = _research_context(run_dir, plan, view, task)
     run = view.run
     best_commit, base_commit = run.get("best_commit"), run.get("base_commit")
@@ -277,10 +281,13 @@ def display_path(run_dir: Path) -> str:
 
 
 def _fetch_commands(where: str, run_id: str, base_commit: str | None, best_commit: str) -> list[str]:
+    """`apply` and `pr` work for every target — a clone or a snapshot (whose run repository has a history
+    of its own, so a plain `git merge` of the best would refuse it)."""
+    run = shlex.quote(where)
     repo = shlex.quote(f"{where}/repo.git")
     commands = [
-        f"git fetch {repo} {best_commit}",
-        "git merge --ff-only FETCH_HEAD   # or: git checkout -b research-agent/" + run_id + " FETCH_HEAD",
+        f"research-agent apply {run}   # new branch research-agent/{run_id} in your repository, one commit per kept change",
+        f"research-agent pr {run}      # or push it and open a pull request (GITHUB_TOKEN); --split: one per change",
         f"git -C {repo} log --oneline ra/{run_id}/best",
     ]
     if base_commit:
@@ -578,7 +585,7 @@ def render_markdown(c: dict) -> str:
     out += ["", "## Getting the result", ""]
     if c["improved"]:
         out += [f"The best commit is `{c['best_commit']}` (branch `ra/{c['run']}/best` in `{c['run_dir_display']}/repo.git`). "
-                "From your checkout of the target (the run directory path is as given to `report`):", "",
+                "Your checkout, working tree and current branch are not touched (the run directory path is as given to `report`):", "",
                 "```sh", *c["fetch_commands"], "```"]
     else:
         out.append("Nothing was kept, so the best is still the starting commit"
@@ -592,7 +599,7 @@ def render_improvements(c: dict) -> str:
         out.append(_nothing_kept(c))
         return "\n".join(out) + "\n"
     entries = _improvement_entries(c["kept"])
-    out += [f"{len(entries)} change(s) kept out of {c['n_experiments']} experiment(s) tried, measured on "
+    out += [f"{c['counts']['kept'] or 'nothing kept'}, out of {c['n_experiments']} experiment(s) tried, measured on "
             f"`{c['metric']}` ({c['better']}); baseline median {c['baseline']['median_text']}.", ""]
     for number, (k, stacked) in enumerate(entries, 1):
         out += [f"## {number}. {k['heading']} (`{k['id']}`)", "", f"**Problem.** {k['problem']}", ""]
@@ -677,7 +684,7 @@ def render_html(c: dict) -> str:
 
 
 def _counts_text(counts: dict) -> str:
-    parts = [f"{counts[d]} {d}" for d in DECISIONS if counts.get(d)]
+    parts = [counts["kept"] if d == "kept" else f"{counts[d]} {d}" for d in DECISIONS if counts.get(d)]
     if counts.get("unfinished"):
         parts.append(f"{counts['unfinished']} unfinished")
     return ", ".join(parts) or "none"

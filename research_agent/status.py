@@ -18,6 +18,7 @@ from urllib.parse import quote
 import yaml
 
 from .errors import RunDirError
+from .result import kept as kept_result
 
 DECISION_STYLES = {"kept": "bold green", "discarded": "dim", "failed": "red", "rejected": "magenta"}
 STATUS_STYLES = {"pending": "dim", "running": "yellow"}
@@ -190,6 +191,10 @@ def status_from_view(view: LedgerView, task: dict) -> dict:
     if kept:
         best = dict(max(kept, key=lambda e: e["effect"]["median"]))
         best["commit"] = run.get("best_commit")
+    split = kept_result(experiments, run.get("base_commit"), run.get("best_commit"))
+    in_best = {e["id"] for e in split.in_best}
+    for entry in experiments:
+        entry["in_best"] = entry["id"] in in_best
     cv = run.get("baseline_cv")
     median = run.get("baseline_median")
     if median is None and view.baseline_samples:
@@ -209,6 +214,9 @@ def status_from_view(view: LedgerView, task: dict) -> dict:
         "total_cost_usd": round(view.total_cost, 6),
         "cost_by_kind_usd": {kind: round(usd, 6) for kind, usd in sorted(view.costs_by_kind.items())},  # compute | llm | agent
         "cost_per_kept_usd": round(view.total_cost / len(kept), 6) if kept else None,
+        # the one count of kept changes: in the best, or won alone and dropped when stacking (see result.py)
+        "kept": {"in_best": [e["id"] for e in split.in_best], "dropped": [e["id"] for e in split.dropped],
+                 "summary": split.summary()},
     }
 
 
@@ -324,6 +332,8 @@ def status_table(status: dict):
     parts = [header, baseline]
     parts.append(table if status.get("experiments") else Text("no experiments yet", style="dim"))
     parts.append(best_line)
+    if (status.get("kept") or {}).get("in_best") or (status.get("kept") or {}).get("dropped"):
+        parts.append(Text("kept: " + status["kept"]["summary"]))
     if total:
         kinds = status.get("cost_by_kind_usd") or {}
         line = f"cost: {fmt_usd(total)}" + (" (" + ", ".join(f"{k} {fmt_usd(v)}" for k, v in kinds.items()) + ")" if kinds else "")

@@ -162,7 +162,7 @@ def test_write_report_creates_the_four_files(tmp_path):
     assert "](progress.png)" in md
     assert "+3.1% [+2.0%, +4.2%]" in md and "```diff" in md
     assert "local:notes/a.md — A note on loop order" in md
-    assert f"git fetch run/repo.git {'c' * 40}" in md or f"repo.git {'c' * 40}" in md
+    assert f"`{'c' * 40}`" in md and "research-agent apply " in md and "research-agent pr " in md
     assert str(tmp_path) not in md.replace(str(run_dir), "")  # no stray absolute paths besides the run dir
 
     html = paths["report.html"].read_text(encoding="utf-8")

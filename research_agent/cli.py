@@ -1,8 +1,7 @@
 """The command line: thin commands that parse options and call into the package.
 
 Heavy modules are imported inside the commands so `research-agent --help` stays fast.
-Exit codes: 0 ok · 1 internal error · 2 usage or bad input · 3 task spec · 4 plan file · 5 target repository ·
-6 baseline failed · 7 run directory · 130 / 143 interrupted (SIGINT / SIGTERM; resumable).
+Exit codes: research_agent/errors.py (EXIT_CODES), the same table as the README's.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ import typer
 app = typer.Typer(
     help="Read first, then optimize: baseline, plan, parallel experiments, a statistical gate, a report.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (typer's shell completion)
     pretty_exceptions_enable=False,
 )
 plan_app = typer.Typer(help="Inspect, validate, edit and approve plan files.", no_args_is_help=True)
@@ -31,9 +30,9 @@ MetricOpt = typer.Option(None, "--metric", help="Metric name to gate on.")
 DirectionOpt = typer.Option(None, "--direction", help="max or min.")
 RuntimeOpt = typer.Option(None, "--runtime", help="patch | command | claude-code | codex.")
 RuntimeCmdOpt = typer.Option(None, "--runtime-cmd", help="Agent command for the command runtime; {brief} and {workdir} are filled in.")
-ParallelOpt = typer.Option(None, "--parallel", help="Experiments at once.")
-RoundsOpt = typer.Option(None, "--rounds", help="Rounds of experiments.")
-RepeatsOpt = typer.Option(None, "--repeats", help="Benchmark pairs per experiment before the first look.")
+ParallelOpt = typer.Option(None, "--parallel", min=1, help="Experiments at once.")
+RoundsOpt = typer.Option(None, "--rounds", min=1, help="Rounds of experiments.")
+RepeatsOpt = typer.Option(None, "--repeats", min=1, help="Benchmark pairs per experiment before the first look.")
 MinEffectOpt = typer.Option(None, "--min-effect", help="Smallest relative gain worth keeping (0.01 = 1%).")
 RunDirOpt = typer.Option(None, "--run-dir", help="Run directory (default: runs/<task>-<time>).")
 AllowDirtyOpt = typer.Option(False, "--allow-dirty", help="Start from a snapshot of uncommitted changes.")
@@ -53,12 +52,39 @@ def _planner(models: Optional[str], judge: Optional[str], mode: Optional[str]) -
     return cli_planner(models, judge, mode)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        print(f"research-agent {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Read first, then optimize: baseline, plan, parallel experiments, a statistical gate, a report."""
+
+
 def main() -> None:
-    """Console entry point: user errors become one line on stderr and a documented exit code."""
-    from .errors import UserError
+    """Console entry point: user and usage errors become one line on stderr and a documented exit code."""
+    from typer._click.exceptions import ClickException, UsageError  # typer's own click
+
+    from .cli_errors import usage_line
+    from .errors import USAGE, UserError
 
     try:
-        app()  # typer handles usage errors itself (exit 2)
+        code = typer.main.get_command(app).main(prog_name="research-agent", standalone_mode=False)
+    except UsageError as error:  # click would print a usage box: one line instead
+        if type(error).__name__ == "NoArgsIsHelpError":  # `research-agent plan`: the help it asks for
+            error.ctx.command.get_help(error.ctx)  # rich help prints itself
+            sys.exit(USAGE)
+        _fail(usage_line(error), USAGE)
+    except ClickException as error:  # e.g. a file option that cannot be opened
+        _fail(" ".join(error.format_message().split()), error.exit_code)
+    except (typer.Abort, EOFError):
+        _fail("interrupted", 130)
     except UserError as error:
         _fail(str(error), error.exit_code)
     except KeyboardInterrupt:
@@ -69,6 +95,7 @@ def main() -> None:
         if os.environ.get("RESEARCH_AGENT_DEBUG"):
             raise
         _fail(f"internal error: {type(error).__name__}: {error} (set RESEARCH_AGENT_DEBUG=1 for the traceback)", 1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _fail(message: str, code: int) -> None:

@@ -1,22 +1,48 @@
-"""User-facing errors: each carries the documented exit code and prints as one line on stderr."""
+"""User-facing errors: each carries the documented exit code and prints as one line on stderr.
+
+EXIT_CODES is the one table of exit codes: the error classes below take their codes from it, the
+CLI uses it, and the README's "Exit codes" table is this table (a test checks they match).
+"""
+
+OK, INTERNAL, USAGE, TASK, PLAN, TARGET, BASELINE, RUN_DIR, NO_CLOUD = 0, 1, 2, 3, 4, 5, 6, 7, 8
+INTERRUPTED = "130 / 143"  # 128 + SIGINT / SIGTERM
+
+EXIT_CODES: dict[int | str, str] = {
+    OK: "done (whatever the decisions), or a plan written for review",
+    INTERNAL: "internal error (one line; `RESEARCH_AGENT_DEBUG=1` shows the traceback)",
+    USAGE: "usage error or bad input: a mistyped option or command, an option's bad value (`--parallel 0`, "
+           "`--runtime nosuch`), an agent CLI missing, research found nothing to try, no API key for "
+           "`--planner-models`, a provider error or an unusable answer from the planner, no GitHub token for `pr`, "
+           "a branch that exists already for `apply`",
+    TASK: "task spec missing, malformed or invalid (the message names file, line and field)",
+    PLAN: "plan file missing, malformed or invalid (the message names the line), or not approved for `run` / "
+          "`resume` of a reviewed run (without `--yes`)",
+    TARGET: "target missing, not a directory, dirty without `--allow-dirty`, or not clonable; for `apply` / `pr`, "
+            "a kept change that does not apply to your repository",
+    BASELINE: "baseline failed: build, check or benchmark (nothing to compare against)",
+    RUN_DIR: "run directory missing, not a run directory, or belonging to another task",
+    NO_CLOUD: "no cloud to run on: `sky check` enabled no infra, or the requested resources exist nowhere "
+              "(SkyPilot's reason); resumable",
+    INTERRUPTED: "interrupted by SIGINT / SIGTERM; resumable",
+}
 
 
 class UserError(Exception):
     """Bad input or an unusable environment. The CLI prints `research-agent: <message>` and exits."""
 
-    exit_code = 2
+    exit_code = USAGE
 
 
 class TaskError(UserError):
     """The task spec is missing, malformed or invalid."""
 
-    exit_code = 3
+    exit_code = TASK
 
 
 class PlanError(UserError):
     """The plan file is missing, malformed or invalid. `line` is 1-based when known."""
 
-    exit_code = 4
+    exit_code = PLAN
 
     def __init__(self, message: str, path: str | None = None, line: int | None = None):
         where = ""
@@ -32,16 +58,16 @@ class PlanError(UserError):
 class TargetError(UserError):
     """The target repository is missing, dirty, or cannot be snapshotted."""
 
-    exit_code = 5
+    exit_code = TARGET
 
 
 class BaselineError(UserError):
     """The baseline build or benchmark failed: there is nothing to compare against."""
 
-    exit_code = 6
+    exit_code = BASELINE
 
 
 class RunDirError(UserError):
     """The run directory is missing, belongs to another task, or is unreadable."""
 
-    exit_code = 7
+    exit_code = RUN_DIR

@@ -109,10 +109,9 @@ def copy_holdout(task: Task, run_path: Path) -> None:
 
 def open_run(path: Path, task_check: Task | None = None) -> RunDir:
     """Open an existing run directory, refusing one that belongs to another task."""
-    if not path.is_dir():
-        raise RunDirError(f"run directory not found: {path}")
-    if not (path / "ledger.sqlite").is_file() or not (path / "task.yaml").is_file():
-        raise RunDirError(f"not a run directory (no ledger.sqlite / task.yaml): {path}")
+    from .status import require_run_dir
+
+    require_run_dir(path)
     path = path.resolve()
     ledger = Ledger.open_existing(path / "ledger.sqlite")
     run = ledger.run()

@@ -43,12 +43,19 @@ class LedgerView:
     noise: list[dict] = field(default_factory=list)  # the workers' noise checks
 
 
+def require_run_dir(path: Path) -> None:
+    """The one wording of a missing or wrong run directory, for every command that takes RUN_DIR."""
+    if not Path(path).is_dir():
+        raise RunDirError(f"run directory not found: {path}")
+    if not (Path(path) / "ledger.sqlite").is_file() or not (Path(path) / "task.yaml").is_file():
+        raise RunDirError(f"not a run directory (no ledger.sqlite / task.yaml): {path}")
+
+
 def read_ledger(run_dir: Path) -> LedgerView:
     """Read RUN_DIR/ledger.sqlite without writing to it; RunDirError if it is missing or unreadable."""
     run_dir = Path(run_dir)
     db_path = run_dir / "ledger.sqlite"
-    if not db_path.is_file():
-        raise RunDirError(f"not a run directory: {run_dir}")
+    require_run_dir(run_dir)
     try:
         db = sqlite3.connect(f"file:{quote(str(db_path.resolve()))}?mode=ro", uri=True, timeout=30)
     except sqlite3.Error as exc:

@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from research_agent.errors import TaskError
+from research_agent.errors import TaskError, UserError
 
 RUNTIME_NAMES = ("patch", "command", "claude-code", "codex")
 BACKEND_NAMES = ("local", "skypilot")
@@ -832,8 +832,8 @@ def task_from_repo(repo: str, **overrides: Any) -> Task:
 def _validate_cli_task(data: dict, *, source: str | None, base_dir: Path) -> Task:
     try:
         return Task.model_validate({**data, "source": source, "base_dir": base_dir})
-    except ValidationError as err:
-        raise TaskError(_describe_cli_error(err)) from None
+    except ValidationError as err:  # the task file was valid: the bad value came from an option (usage error)
+        raise UserError(_describe_cli_error(err)) from None
 
 
 def _describe_cli_error(err: ValidationError) -> str:

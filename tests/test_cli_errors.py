@@ -101,3 +101,52 @@ def test_unapplicable_patch_and_hanging_bench_are_failed_experiments(tmp_path):
     assert experiments["H2"]["decision"] == "failed" and "timed out after 5s" in experiments["H2"]["reason"]
     leftover = subprocess.run(["pgrep", "-f", "sleep 600"], capture_output=True, text=True).stdout.split()
     assert leftover == [], "the hanging benchmark survived its timeout"
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["optimize", "x", "--paralel", "2"], ["optimize: No such option: --paralel", "--parallel", "research-agent optimize --help"]),
+    (["optimize", "{task}", "--runtime", "nosuch"], ["--runtime", "nosuch"]),
+    (["optimize", "{task}", "--parallel", "0"], ["--parallel", "greater than or equal to 1"]),
+    (["run", "plan.md", "--task", "{task}", "--rounds", "0"], ["--rounds"]),
+    (["optimize", "{task}", "--parallel", "two"], ["--parallel", "valid integer"]),
+    (["nosuch"], ["No such command 'nosuch'"]),
+    (["status"], ["status: Missing argument"]),
+    (["plan", "validate"], ["plan validate: Missing argument"]),
+])
+def test_usage_errors_are_one_line_and_exit_2(target, tmp_path, args, fragments):
+    repo, task, plan = target
+    before = snapshot_of_user_repo(repo)
+    result = cli(*[a.replace("{task}", str(task)) for a in args], "--run-dir", "run", cwd=tmp_path) if args[0] in ("optimize", "run") \
+        else cli(*args, cwd=tmp_path)
+    assert_one_line_error(result, 2, *fragments)
+    assert len(result.stderr.strip().splitlines()) == 1  # no usage box, no progress: a usage error comes first
+    assert not (tmp_path / "run").exists() and snapshot_of_user_repo(repo) == before
+
+
+def test_status_and_resume_word_a_missing_run_dir_identically(tmp_path):
+    status, resume = cli("status", "gone", cwd=tmp_path), cli("resume", "gone", cwd=tmp_path)
+    assert_one_line_error(status, 7, "run directory not found: gone")
+    assert status.stderr == resume.stderr and resume.returncode == 7
+
+
+def test_version_and_shell_completion():
+    from research_agent import __version__
+
+    version = cli("--version", cwd=".")
+    assert version.returncode == 0 and version.stdout.strip() == f"research-agent {__version__}"
+    helped = cli("--help", cwd=".")
+    assert "--install-completion" in helped.stdout and "--show-completion" in helped.stdout
+    script = cli("--show-completion", "bash", cwd=".")
+    assert script.returncode == 0 and "_RESEARCH_AGENT_COMPLETE" in script.stdout
+
+
+def test_the_readme_exit_code_table_is_the_code_s():
+    import re
+    from pathlib import Path
+
+    from research_agent.errors import EXIT_CODES
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("### Exit codes", 1)[1].split("\n\n", 2)[1]
+    rows = [re.match(r"\| (.+?) \| (.+) \|$", line).groups() for line in section.splitlines()[2:]]
+    assert rows == [(str(code), meaning) for code, meaning in EXIT_CODES.items()]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..errors import UserError
+from ..errors import NO_CLOUD, UserError
 from ..experiment import BaselineJob, BaselineResult, Job, JobResult
 from ..runtimes.base import Runtime
 
@@ -13,7 +13,7 @@ class WorkersUnavailable(UserError):
     """No experiment can run at all (no cloud enabled, no capacity or offering anywhere): the run
     stops — resumably — instead of failing every experiment for a reason that is not theirs."""
 
-    exit_code = 8
+    exit_code = NO_CLOUD
 
 
 class Backend(Protocol):

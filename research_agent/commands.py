@@ -194,8 +194,14 @@ def show_status(run_dir: Path, as_json: bool) -> None:
     status = build_status(run_dir)
     if as_json:
         print(json.dumps(status, indent=2))
-    else:
-        Console().print(status_table(status))
+    elif Console().is_terminal:
+        console = Console()
+        console.print(status_table(status, console.width))
+    else:  # a pipe or a file: plain lines without the padding rich adds to fill the width
+        console = Console()
+        with console.capture() as captured:
+            console.print(status_table(status, console.width))
+        print("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
 def write_reports(run_dir: Path, quiet: bool = False) -> dict:

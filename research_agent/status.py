@@ -251,14 +251,25 @@ def fmt_pct(value: float | None, signed: bool = True) -> str:
     return f"{percent:+.1f}%" if signed else f"{percent:.1f}%"
 
 
+def fmt_multiple(change: float | None) -> str:
+    """A relative change over +100% as the multiple it is: 1.562 → ×2.56, 155.3 → ×156; else ""."""
+    if change is None or not math.isfinite(change) or change <= 1.0:
+        return ""
+    factor = 1.0 + change
+    return f"×{factor:.2f}" if factor < 10 else f"×{factor:.1f}" if factor < 100 else f"×{factor:.0f}"
+
+
 def fmt_effect(effect: dict | None) -> str:
-    """+3.1% [+2.0%, +4.2%]"""
+    """+3.1% [+2.0%, +4.2%]; over +100% the multiple too: +1462.9% (×15.6) [+1401.0%, +1530.2%]"""
     if not effect or effect.get("median") is None:
         return "–"
+    text = fmt_pct(effect["median"])
+    if fmt_multiple(effect["median"]):
+        text += f" ({fmt_multiple(effect['median'])})"
     lo, hi = (list(effect.get("ci") or []) + [None, None])[:2]
     if lo is None or hi is None:
-        return fmt_pct(effect["median"])
-    return f"{fmt_pct(effect['median'])} [{fmt_pct(lo)}, {fmt_pct(hi)}]"
+        return text
+    return f"{text} [{fmt_pct(lo)}, {fmt_pct(hi)}]"
 
 
 def fmt_usd(value: float | None) -> str:
@@ -276,8 +287,64 @@ def truncate(text: str | None, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def status_table(status: dict):
-    """A rich renderable for `research-agent status` without --json."""
+WIDE = 110  # below this many columns (an 80-column terminal, a pipe) the status is a list, not a table
+
+
+def _wide_table(experiments: list[dict]):
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(show_edge=False, header_style="bold")
+    for name, kwargs in (
+        ("id", {"no_wrap": True}),
+        ("hyp", {"no_wrap": True}),
+        ("title", {"max_width": 40}),
+        ("status", {"no_wrap": True}),
+        ("effect [interval]", {"no_wrap": True, "justify": "right"}),
+        ("pairs", {"justify": "right"}),
+        ("reason", {"overflow": "ellipsis", "max_width": 50}),
+    ):
+        table.add_column(name, **kwargs)
+    for exp in experiments:
+        state = outcome(exp)
+        table.add_row(
+            exp["id"],
+            exp.get("hypothesis") or "",
+            exp.get("title") or "",
+            Text(state, style=DECISION_STYLES.get(state) or STATUS_STYLES.get(state, "")),
+            fmt_effect(exp.get("effect")),
+            str(exp["n_pairs"]) if exp.get("n_pairs") is not None else "",
+            truncate(exp.get("reason"), 60),
+        )
+    return table
+
+
+def _narrow_list(experiments: list[dict]):
+    """Each experiment as a short block — decision, effect and pairs; then title; then reason — wrapped at
+    word boundaries, so nothing is dropped or cut mid-word at 80 columns or in a pipe."""
+    from rich.table import Table
+    from rich.text import Text
+
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")  # folds only a single word longer than the column
+    for exp in experiments:
+        state = outcome(exp)
+        cell = Text()
+        cell.append(state, style=DECISION_STYLES.get(state) or STATUS_STYLES.get(state, ""))
+        if exp.get("effect"):
+            cell.append(f"  {fmt_effect(exp['effect'])}")
+        if exp.get("n_pairs") is not None:
+            cell.append(f"  {exp['n_pairs']} pairs")
+        cell.append(f"\n{exp.get('hypothesis') or ''}: {' '.join((exp.get('title') or '').split())}")
+        if exp.get("reason"):
+            cell.append("\n" + truncate(exp["reason"], 240), style="dim")
+        grid.add_row(exp["id"], cell)
+    return grid
+
+
+def status_table(status: dict, width: int | None = None):
+    """A rich renderable for `research-agent status` without --json; `width`: the console's (narrow below WIDE)."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
@@ -302,30 +369,8 @@ def status_table(status: dict):
         baseline.append(f", CV {fmt_pct(cv, signed=False)}" if cv is not None else "")
         baseline.append(f", n={len(base.get('samples') or [])}")
 
-    table = Table(show_edge=False, header_style="bold")
-    for name, kwargs in (
-        ("id", {"no_wrap": True}),
-        ("hyp", {"no_wrap": True}),
-        ("title", {"overflow": "fold", "max_width": 40}),
-        ("status", {"no_wrap": True}),
-        ("effect [interval]", {"no_wrap": True, "justify": "right"}),
-        ("pairs", {"justify": "right"}),
-        ("reason", {"overflow": "ellipsis", "max_width": 50}),
-    ):
-        table.add_column(name, **kwargs)
-    for exp in status.get("experiments") or []:
-        state = outcome(exp)
-        style = DECISION_STYLES.get(state) or STATUS_STYLES.get(state, "")
-        table.add_row(
-            exp["id"],
-            exp.get("hypothesis") or "",
-            exp.get("title") or "",
-            Text(state, style=style),
-            fmt_effect(exp.get("effect")),
-            str(exp["n_pairs"]) if exp.get("n_pairs") is not None else "",
-            truncate(exp.get("reason"), 60),
-        )
-
+    experiments = status.get("experiments") or []
+    table = _wide_table(experiments) if width is None or width >= WIDE else _narrow_list(experiments)
     best = status.get("best")
     best_line = Text("best: ", style="bold")
     if best:
@@ -337,7 +382,7 @@ def status_table(status: dict):
         best_line.append("nothing kept yet" if status.get("state") == "running" else "nothing kept", style="dim")
     total = status.get("total_cost_usd")
     parts = [header, baseline]
-    parts.append(table if status.get("experiments") else Text("no experiments yet", style="dim"))
+    parts.append(table if experiments else Text("no experiments yet", style="dim"))
     parts.append(best_line)
     if (status.get("kept") or {}).get("in_best") or (status.get("kept") or {}).get("dropped"):
         parts.append(Text("kept: " + status["kept"]["summary"]))

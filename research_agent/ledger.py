@@ -287,6 +287,14 @@ class Ledger:
             "SELECT COUNT(*) FROM samples WHERE experiment_id=? AND attempt=? AND arm='cand'", (exp_id, attempt)
         ).fetchone()[0]
 
+    def pair_times(self, exp_id: str) -> tuple[int, float]:
+        """(benchmark pairs so far, seconds they took: both arms) of the experiment's latest attempt."""
+        attempt = self._latest_attempt(exp_id)
+        pairs, seconds = self._execute(
+            "SELECT SUM(arm='cand'), SUM(COALESCE(seconds, 0)) FROM samples WHERE experiment_id=? AND attempt=? AND arm IN ('base','cand')",
+            (exp_id, attempt)).fetchone()
+        return int(pairs or 0), float(seconds or 0.0)
+
     def _latest_attempt(self, exp_id: str) -> int:
         row = self._execute("SELECT MAX(attempt) FROM samples WHERE experiment_id=?", (exp_id,)).fetchone()
         return row[0] or 0

@@ -1,4 +1,9 @@
-"""The live view while a run goes: a rich table on a terminal, plain lines elsewhere (CI, logs)."""
+"""The live view while a run goes: a rich table on a terminal, plain lines elsewhere (CI, logs).
+
+Pairs show as n/max (max: `experiments.max_repeats`, where the gate must decide); the ETA is an
+upper bound from the running experiments' own pair times — each may need every pair up to max —
+plus the pending ones at the mean time a finished experiment took, spread over the workers.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +15,54 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from .status import fmt_effect
+
 COLOURS = {"kept": "green", "discarded": "yellow", "failed": "red", "rejected": "magenta", "running": "cyan"}
+TITLE_WIDTH = 48
 
 
 def effect_text(row: dict) -> str:
     if row.get("effect_median") is None:
         return ""
-    return f"{row['effect_median']:+.1%} [{row['ci_lo']:+.1%}, {row['ci_hi']:+.1%}]"
+    return fmt_effect({"median": row["effect_median"], "ci": [row.get("ci_lo"), row.get("ci_hi")]})
+
+
+def cut_title(text: str, width: int = TITLE_WIDTH) -> str:
+    """At most `width` characters, cut at a word boundary (… marks the cut)."""
+    text = " ".join((text or "").split())
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1]
+    if " " in cut:
+        cut = cut.rsplit(" ", 1)[0].rstrip(" ,;:—-")
+    return cut + "…"
+
+
+def eta_seconds(running: list[tuple[int, int, float]], pending: int, finished_s: list[float], workers: int) -> float | None:
+    """Upper bound on the seconds left. `running`: (pairs done, max pairs, seconds so far on those pairs) per
+    running experiment; `pending`: experiments not started; `finished_s`: how long finished ones took."""
+    if any(done == 0 for done, _, _ in running):
+        return None  # an experiment has no pair time measured yet
+    left = max(((most - done) * seconds / done for done, most, seconds in running), default=0.0)  # they run at once
+    if pending:
+        if finished_s:
+            each = sum(finished_s) / len(finished_s)
+        elif running:  # nothing finished yet: a pending one may need every pair, at the running ones' pace
+            each = max(most * seconds / done for done, most, seconds in running)
+        else:
+            return None
+        left += pending * each / max(1, workers)
+    return left
+
+
+def fmt_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "ETA –"
+    if seconds < 90:
+        return f"ETA ≤ {seconds:.0f}s"
+    if seconds < 5400:
+        return f"ETA ≤ {seconds / 60:.0f} min"
+    return f"ETA ≤ {seconds / 3600:.1f} h"
 
 
 class LiveView:
@@ -26,11 +72,13 @@ class LiveView:
 
     def __rich__(self):
         ledger, progress = self.orch.ledger, self.orch.progress
+        most = self.orch.task.experiments.max_repeats
         run = ledger.run() or {}
         table = Table(title=f"{self.orch.run.run_id} — {progress.message}", expand=False)
         for column in ("experiment", "hypothesis", "status", "pairs", "effect", "elapsed"):
-            table.add_column(column)
+            table.add_column(column, no_wrap=True)  # titles are already cut at a word; nothing wraps mid-word
         rows = ledger.experiments()  # one read per refresh (4 a second) serves the table and the best line
+        running, finished = [], []
         for row in rows:
             state = row["decision"] or progress.phase.get(row["id"]) or row["status"]
             colour = COLOURS.get(row["decision"] or row["status"], "white")
@@ -39,9 +87,21 @@ class LiveView:
                 elapsed = f"{time.monotonic() - progress.started[row['id']]:.0f}s"
             elif row["finished"] and row["started"]:
                 elapsed = f"{row['finished'] - row['started']:.0f}s"
-            pairs = row["n_pairs"] if row["n_pairs"] is not None else ledger.sample_count(row["id"]) or ""
-            table.add_row(row["id"], row["title"][:48], f"[{colour}]{state}[/]", str(pairs), effect_text(row), elapsed)
+                finished.append(row["finished"] - row["started"])
+            if row["n_pairs"] is not None:
+                pairs = f"{row['n_pairs']}/{most}"
+            elif row["status"] == "running":
+                done, seconds = ledger.pair_times(row["id"])
+                running.append((done, most, seconds))
+                pairs = f"{done}/{most}"
+            else:
+                pairs = ""
+            table.add_row(row["id"], cut_title(row["title"]), f"[{colour}]{state}[/]", pairs, effect_text(row), elapsed)
         lines = []
+        pending = sum(1 for r in rows if r["status"] == "pending")
+        if running or pending:
+            lines.append(f"{len(running)} running, {pending} pending; "
+                         + fmt_eta(eta_seconds(running, pending, finished, self.orch.task.experiments.parallel)))
         if run.get("baseline_median") is not None:
             lines.append(f"baseline {run['baseline_median']:.4g} (noise CV {run['baseline_cv']:.2%})")
         kept = [r for r in rows if r["decision"] == "kept"]

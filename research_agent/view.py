@@ -77,6 +77,8 @@ class LiveView:
         table = Table(title=f"{self.orch.run.run_id} — {progress.message}", expand=False)
         for column in ("experiment", "hypothesis", "status", "pairs", "effect", "elapsed"):
             table.add_column(column, no_wrap=True)  # titles are already cut at a word; nothing wraps mid-word
+        # The title gets what the other columns leave (they need about 88 columns), cut at a word.
+        title_width = max(16, min(TITLE_WIDTH, self.console.width - 88))
         rows = ledger.experiments()  # one read per refresh (4 a second) serves the table and the best line
         running, finished = [], []
         for row in rows:
@@ -96,7 +98,7 @@ class LiveView:
                 pairs = f"{done}/{most}"
             else:
                 pairs = ""
-            table.add_row(row["id"], cut_title(row["title"]), f"[{colour}]{state}[/]", pairs, effect_text(row), elapsed)
+            table.add_row(row["id"], cut_title(row["title"], title_width), f"[{colour}]{state}[/]", pairs, effect_text(row), elapsed)
         lines = []
         pending = sum(1 for r in rows if r["status"] == "pending")
         if running or pending:

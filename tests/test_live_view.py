@@ -40,10 +40,13 @@ def test_live_view_shows_pairs_of_max_an_eta_and_multiples(tmp_path):
     ledger.decide("r1-H2", "kept", "ok", {"median": 14.629, "ci": [14.01, 15.3], "n": 6}, cand_commit="c" * 40)
     orchestrator = SimpleNamespace(ledger=ledger, progress=Progress(message="round 1"), run=SimpleNamespace(run_id="run"),
                                    task=SimpleNamespace(experiments=Experiments(parallel=2, max_repeats=15)))
-    console = Console(width=120, record=True)
+    console = Console(width=140, record=True)
     console.print(LiveView(orchestrator, console))
     text = console.export_text()
     assert "4/15" in text and "6/15" in text
     assert "kernel: i-k-j loop order, four rows of B per…" in text
+    narrow = Console(width=110, record=True)
+    narrow.print(LiveView(orchestrator, narrow))
+    assert "│ kernel: i-k-j loop…" in narrow.export_text()  # less room: still cut at a word
     assert "+1462.9% (×15.6)" in text
     assert "1 running, 1 pending; ETA ≤" in text

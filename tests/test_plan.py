@@ -88,7 +88,7 @@ Ordered by expected gain.
 - risk: low
 - files: matmul.c
 - sources: local:notes/loop-order.md, github:someone/fast-matmul@1a2b3c4
-- source-commit: 1a2b3c4
+- x-source-commit: 1a2b3c4
 - status: pending
 
 Free text rationale.
@@ -178,8 +178,8 @@ def test_parsed_values():
     assert h1.line == 27 and h1.title == "Loop interchange for unit-stride access"
     assert (h1.expected, h1.risk, h1.files, h1.status) == ("+200%", "low", ["matmul.c"], "pending")
     assert h1.sources == ["local:notes/loop-order.md", "github:someone/fast-matmul@1a2b3c4"]
-    assert list(h1.fields) == ["expected", "risk", "files", "sources", "source-commit", "status"]
-    assert h1.fields["source-commit"] == "1a2b3c4"
+    assert list(h1.fields) == ["expected", "risk", "files", "sources", "x-source-commit", "status"]
+    assert h1.fields["x-source-commit"] == "1a2b3c4"
     assert h1.diff == H1_DIFF
     assert h1.rationale.startswith("Free text rationale.") and h1.rationale.endswith("Trailing note after the patch.")
     assert "```diff" not in h1.rationale
@@ -237,7 +237,7 @@ def test_programmatic_round_trip():
         "min",
         [
             Hypothesis(id="H1", title="Cache the parse", files="a.py, b.py", sources=["arXiv:1234.5678"]),
-            {"id": "H-2", "title": "Batch writes", "rationale": "Para one.\n\nPara two.", "source-commit": "abc"},
+            {"id": "H-2", "title": "Batch writes", "rationale": "Para one.\n\nPara two.", "x-source-commit": "abc"},
             {"id": "H3", "title": "Nothing much", "status": "rejected", "risk": "high"},
         ],
         {"arXiv:1234.5678": "A paper", "local:notes.md": ""},
@@ -247,7 +247,7 @@ def test_programmatic_round_trip():
     assert again == plan
     assert render_plan(again) == text
     assert again.metric == "ms" and again.direction == "min" and again.baseline is None
-    assert again.hypothesis("H-2").fields == {"status": "pending", "source-commit": "abc"}
+    assert again.hypothesis("H-2").fields == {"status": "pending", "x-source-commit": "abc"}
     assert again.hypothesis("H1").files == ["a.py", "b.py"]
     assert again.sources == {"arXiv:1234.5678": "A paper", "local:notes.md": ""}
 
@@ -271,7 +271,7 @@ def test_set_status_changes_only_that_line(status):
     plan = parse_plan(REALISTIC)
     plan.set_status("H1", status)
     out = render_plan(plan)
-    old = "- source-commit: 1a2b3c4\n- status: pending"
+    old = "- x-source-commit: 1a2b3c4\n- status: pending"
     expected = REALISTIC.replace(old, old.replace("pending", status))
     assert out == expected
     assert parse_plan(out).hypothesis("H1").diff == H1_DIFF
@@ -496,3 +496,23 @@ def test_the_research_log_is_added_before_the_sources_and_edited_in_place():
     built = new_plan("Go", "m", "max", [Hypothesis(id="H1", title="t")], {}, research_log="**Mined commits.** none.")
     assert "## Hypotheses" in render_plan(built) and parse_plan(render_plan(built)) == built
     assert render_plan(built).index("## Research log") < render_plan(built).index("## Sources")
+
+
+def test_validate_rejects_an_unknown_hypothesis_field_with_a_did_you_mean(tmp_path):
+    import subprocess
+    import sys
+
+    from research_agent.errors import PlanError
+    from research_agent.plan import load_plan
+
+    text = ("---\nobjective: x\nmetric: m\nstatus: draft\n---\n# Plan\n\n## Hypotheses\n\n"
+            "### H1: Try it\n- riskk: low\n- x-owner: me\n- status: pending\n\nBecause.\n\n## Sources\n")
+    plan = tmp_path / "plan.md"
+    plan.write_text(text)
+    with pytest.raises(PlanError, match=r"plan.md:11: hypothesis H1: unknown field 'riskk' \(did you mean 'risk'\?\)"):
+        load_plan(plan)
+    done = subprocess.run([sys.executable, "-m", "research_agent.cli", "plan", "validate", str(plan)], capture_output=True, text=True)
+    assert done.returncode == 4 and done.stderr.count("\n") == 1 and "did you mean 'risk'" in done.stderr
+    plan.write_text(text.replace("- riskk: low\n", "- risk: low\n"))
+    parsed = load_plan(plan)  # an x- field of the user's is kept as written
+    assert parsed.hypotheses[0].fields["x-owner"] == "me" and plan.read_text() == text.replace("- riskk: low\n", "- risk: low\n")

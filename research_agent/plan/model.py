@@ -24,6 +24,9 @@ FIELD_KEY_RE = re.compile(r"[A-Za-z][\w-]*\Z")
 
 # Bullet fields with a typed attribute, in canonical order; the others stay in `fields` only.
 TYPED_FIELDS = ("expected", "risk", "files", "sources", "status")
+# Every hypothesis field the tool reads or writes; a person's own fields start with `x-` (x-owner: ...).
+KNOWN_FIELDS = (*TYPED_FIELDS, "patch", "commits", "research-round")
+USER_FIELD_PREFIX = "x-"
 LIST_FIELDS = ("files", "sources")
 # Front-matter keys with a typed attribute, and what their absence means.
 TYPED_FRONT = ("objective", "metric", "direction", "status", "baseline")
@@ -264,7 +267,7 @@ def new_plan(objective, metric, direction, hypotheses, sources, bottleneck="", b
 
 
 def _hypothesis_from_dict(d: dict) -> Hypothesis:
-    # Unknown keys (e.g. "source-commit") become extra bullet fields.
+    # Other keys (e.g. "x-source-commit") become extra bullet fields.
     known = {"id", "title", "expected", "risk", "files", "sources", "status", "rationale", "diff", "fields"}
     extra = {k: v for k, v in d.items() if k not in known}
     args = {k: v for k, v in d.items() if k in known and k != "fields"}

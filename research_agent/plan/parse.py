@@ -12,6 +12,8 @@ import yaml
 from ..errors import PlanError
 from .model import (
     DIRECTIONS,
+    KNOWN_FIELDS,
+    USER_FIELD_PREFIX,
     PLAN_STATUSES,
     STATUSES,
     Hypothesis,
@@ -33,6 +35,15 @@ FENCE_CLOSE_RE = re.compile(r"(`{3,}|~{3,})[ \t]*$")
 H2_RE = re.compile(r"##[ \t]+(\S.*?)[ \t]*$")
 H3_RE = re.compile(r"###(?!#)")
 HEADING_RE = re.compile(r"###[ \t]+([A-Za-z][\w.-]*)[ \t]*:[ \t]*(\S.*?)[ \t]*$")
+def unknown_field(key: str) -> str:
+    """`unknown field 'riskk' (did you mean 'risk'?)`, as the task spec says it; user fields take an x- prefix."""
+    import difflib
+
+    close = difflib.get_close_matches(key, KNOWN_FIELDS, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(KNOWN_FIELDS)})"
+    return f"unknown field '{key}'{hint}; fields of your own start with '{USER_FIELD_PREFIX}'"
+
+
 BULLET_START_RE = re.compile(r"[ \t]*[-*+][ \t]")
 BULLET_RE = re.compile(r"([ \t]*[-*+][ \t]+([A-Za-z][\w-]*)[ \t]*:[ \t]*)(.*?)([ \t]*\n?)$")
 # `- id — title`; the separator may also be ` - ` or ` -- ` (or an en dash).
@@ -266,6 +277,8 @@ class _Parser:
             key = b.group(2)
             if key in fields:
                 raise self.error(f"hypothesis {hid}: field '{key}' given twice", i)
+            if key not in KNOWN_FIELDS and not key.startswith(USER_FIELD_PREFIX):
+                raise self.error(f"hypothesis {hid}: {unknown_field(key)}", i)
             if key == "status" and b.group(3) not in STATUSES:
                 raise self.error(
                     f"hypothesis {hid}: unknown status {b.group(3)!r} (expected one of {', '.join(STATUSES)})", i

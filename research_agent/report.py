@@ -135,7 +135,7 @@ def build_context(run_dir: Path, view: LedgerView) -> dict:
         "n_experiments": len(experiments),
         "total_cost": fmt_usd(view.total_cost),
         "costs_by_kind": {kind: fmt_usd(usd) for kind, usd in sorted(view.costs_by_kind.items())},
-        "cost_per_kept": fmt_usd(view.total_cost / len(kept)) if kept else None,
+        "cost_per_kept": fmt_usd(view.total_cost / (len(status["kept"]["in_best"]) or len(kept))) if kept else None,
         "base_commit": base_commit,
         "best_commit": best_commit,
         "improved": improved,

@@ -193,13 +193,15 @@ def build_status(run_dir: Path) -> dict:
 def status_from_view(view: LedgerView, task: dict) -> dict:
     run = view.run
     experiments = [experiment_entry(exp, view) for exp in view.experiments]
+    split = kept_result(experiments, run.get("base_commit"), run.get("best_commit"))
+    in_best = {e["id"] for e in split.in_best}
     kept = [e for e in experiments if e["decision"] == "kept" and e["effect"] is not None]
+    # The best is a change in the best (not a winner dropped when stacking), once the round has stacked them.
+    kept = [e for e in kept if e["id"] in in_best] or kept
     best = None
     if kept:
         best = dict(max(kept, key=lambda e: e["effect"]["median"]))
         best["commit"] = run.get("best_commit")
-    split = kept_result(experiments, run.get("base_commit"), run.get("best_commit"))
-    in_best = {e["id"] for e in split.in_best}
     for entry in experiments:
         entry["in_best"] = entry["id"] in in_best
     cv = run.get("baseline_cv")

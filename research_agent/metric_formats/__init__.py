@@ -32,6 +32,7 @@ FORMATS = {
     "pytest-benchmark": "pytest_benchmark",
     "google-benchmark": "google_benchmark",
     "pyperf": "pyperf",
+    "asv": "asv",
 }
 
 

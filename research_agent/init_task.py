@@ -58,7 +58,7 @@ def trial_run(repo: Path, finding: Finding) -> Trial:
     from .metric_formats import FORMATS, parse
 
     with tempfile.TemporaryDirectory(prefix="ra-init-") as tmp:
-        copy = Path(tmp) / repo.name
+        copy = Path(tmp) / (repo.resolve().name or "repo")
         _copy_repo(repo, copy)
         seconds = 0.0
         if finding.build:
@@ -143,7 +143,7 @@ def _goal(repo: Path, finding: Finding) -> str:
     name = repo.resolve().name or "the project"
     if finding.format:
         return f"Speed up {name} on its {finding.format} benchmarks"
-    return f"Improve {finding.metric} of {name}"
+    return f"Improve {finding.metric}"
 
 
 def render(finding: Finding, trial: Trial, repo_field: str, repo: Path) -> str:
@@ -179,7 +179,7 @@ def render(finding: Finding, trial: Trial, repo_field: str, repo: Path) -> str:
     if finding.format:
         out.append(line("format", finding.format, "found: the bench prints this tool's output", "  "))
     out.append("experiments: {parallel: 2, repeats: 5}   # pairs of A/B runs per change before the gate first looks\n")
-    out.append("runtime: {name: patch}                  # patch | command | claude-code | codex (a coding agent)\n")
+    out.append("runtime: {name: patch}                   # patch | command | claude-code | codex (a coding agent)\n")
     text = "".join(out)
     _validate(text, repo)
     return text

@@ -117,3 +117,9 @@ def test_fingerprint_without_format_is_unchanged(tmp_path):
     identity = {key: resolved[key] for key in ("repo", "build", "bench", "check", "metric")}
     identity["metric"].pop("format")
     assert task.fingerprint() == hashlib.sha256(json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def test_asv_time_benchmarks_only():
+    assert parsed("asv", "asv.txt") == pytest.approx(
+        {"benchmarks.TimeSuite.time_keys": 1_230_000, "benchmarks.TimeSuite.time_range": 4560,
+         "geomean": geomean(1_230_000, 4560)})

@@ -113,8 +113,16 @@ _LOWER_IS_BETTER = re.compile(r"(time|latency|seconds|secs|_s$|_ms$|_us$|_ns$|^n
                               r"duration|elapsed|cost|loss|error|geomean)", re.IGNORECASE)
 
 
+_TIME_PER = re.compile(r"^(ps|ns|us|ms|s|sec|secs|seconds|cycles|time)[_/]?per", re.IGNORECASE)
+_RATE = re.compile(r"(per_|_per|/s\b|ps$|ops|throughput|rate|flops|qps|rps|score|speedup|hz$|hits)", re.IGNORECASE)
+
+
 def guess_direction(metric: str) -> str:
-    """min for names that read as a time, size or cost; max (a rate, a score) otherwise."""
+    """max for a rate or score, min for a time, size or cost, else max."""
+    if _TIME_PER.search(metric):  # ns_per_op, seconds/iter: a time per unit of work
+        return "min"
+    if _RATE.search(metric):
+        return "max"
     return "min" if _LOWER_IS_BETTER.search(metric) else "max"
 
 

@@ -17,7 +17,7 @@ def detect(repo: Path) -> Finding | None:
     targets = [t for t in _TARGET.findall(read(makefile)) if not t.startswith(".")]
     finding = Finding("make")
     if targets:
-        finding.build = Step("make", f"{makefile.name} (default target '{targets[0]}')")
+        finding.build = Step("make", f"{makefile.name}'s default target '{targets[0]}'")
     bench = next((t for t in ("bench", "benchmark", "benchmarks", "perf") if t in targets), None)
     if bench:
         finding.bench = Step(f"make -s {bench}", f"{makefile.name} target '{bench}'")

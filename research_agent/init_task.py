@@ -128,12 +128,12 @@ def _copy_repo(repo: Path, into: Path) -> None:
 # ---------------------------------------------------------------------------
 
 
-def task_data(repo: str, finding: Finding) -> dict:
-    """The task spec's keys for what was found (repo as given)."""
+def task_data(repo: str, finding: Finding, folder: Path | None = None) -> dict:
+    """The task spec's keys for what was found (`repo` as it is to be written; `folder`: where it is)."""
     metric = {"name": finding.metric, "direction": finding.direction or "max"}
     if finding.format:
         metric["format"] = finding.format
-    data = {"repo": repo, "goal": _goal(Path(repo), finding), "bench": finding.bench.command, "metric": metric}
+    data = {"repo": repo, "goal": _goal(folder or Path(repo), finding), "bench": finding.bench.command, "metric": metric}
     data["build"] = finding.build.command if finding.build else None
     data["check"] = finding.check.command if finding.check else None
     return data
@@ -148,11 +148,15 @@ def _goal(repo: Path, finding: Finding) -> str:
 
 def render(finding: Finding, trial: Trial, repo_field: str, repo: Path) -> str:
     """A commented task.yaml: each value says whether it was found in a file or guessed."""
-    data = task_data(repo_field, finding)
+    data = task_data(repo_field, finding, repo)
 
     def line(key: str, value, why: str = "", indent: str = "") -> str:
         text = f"{indent}{key}: {_scalar(value)}"
-        return f"{text:<40} # {why}\n" if why else text + "\n"
+        if not why:
+            return text + "\n"
+        if len(text) > 39:  # a long command: its note above it, so neither runs off the screen
+            return f"{indent}# {why}\n{text}\n"
+        return f"{text:<40} # {why}\n"
 
     def step_why(step) -> str:
         return ("guessed: " if step.guessed else "found: ") + step.why if step else "none found: add one (a build or check command)"
@@ -166,10 +170,11 @@ def render(finding: Finding, trial: Trial, repo_field: str, repo: Path) -> str:
     out.append("\n")
     out.append(line("repo", data["repo"], "relative to this file"))
     out.append(line("goal", data["goal"], "guessed: say what to improve, in your words (research reads it)"))
-    out.append(line("build", data["build"], step_why(finding.build)) if finding.build else "# build: make                  # none found\n")
+    out.append(line("build", data["build"], step_why(finding.build)) if finding.build
+               else f"{'# build:':<40} # none found: the bench builds what it needs\n")
     out.append(line("bench", data["bench"], step_why(finding.bench)))
     out.append(line("check", data["check"], step_why(finding.check)) if finding.check
-               else "# check: make check            # none found: correctness is then unchecked; add one\n")
+               else f"{'# check:':<40} # none found: add one; a kept change must pass it\n")
     out.append("metric:\n")
     found_name = "found: " if finding.metric_why and "trial" not in finding.metric_why else "found in the output: "
     out.append(line("name", data["metric"]["name"], found_name + finding.metric_why, "  "))
@@ -190,7 +195,8 @@ def _trial_text(finding: Finding, trial: Trial) -> str:
         return "not run (--no-trial): the metric is not confirmed"
     if not trial.ok:
         return f"the metric is not confirmed: {trial.problem}"
-    return (f"built and benchmarked once in a copy of the repository ({trial.seconds:.1f} s): "
+    done = "built and benchmarked" if finding.build else "benchmarked"
+    return (f"{done} once in a copy of the repository ({trial.seconds:.1f} s): "
             f"{finding.metric} = {trial.value:.6g} — the metric parses")
 
 

@@ -85,8 +85,9 @@ def trial_run(repo: Path, finding: Finding) -> Trial:
 
 def _learn_metric(finding: Finding, output: str, metrics: dict, formats, parse) -> None:
     if metrics:  # METRIC lines: the first one printed is the one to gate
-        first = next(line.split()[1].split("=")[0] for line in output.splitlines() if line.strip().startswith("METRIC "))
-        finding.metric = first if first in metrics else next(iter(metrics))
+        printed = [words[1].split("=")[0] for words in map(str.split, output.splitlines())
+                   if len(words) > 1 and words[0] == "METRIC" and "=" in words[1]]
+        finding.metric = next((name for name in printed if name in metrics), next(iter(metrics)))
         finding.metric_why = "the first METRIC line of the trial run"
     else:
         for name in formats:

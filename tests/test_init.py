@@ -69,13 +69,14 @@ def test_cmake_repo_with_ctest_and_a_bench_executable(tmp_path):
     repo = make_repo(tmp_path / "cm", {
         "CMakeLists.txt": "cmake_minimum_required(VERSION 3.16)\nproject(demo CXX)\nenable_testing()\n"
                           "add_executable(unit unit.cc)\nadd_test(NAME unit COMMAND unit)\n"
-                          "add_executable(bench_sum bench_sum.cc)\n",
+                          "add_subdirectory(perf)\n",
+        "perf/CMakeLists.txt": "add_executable(bench_sum bench_sum.cc)\n",
         "unit.cc": "int main() { return 0; }\n",
-        "bench_sum.cc": '#include <cstdio>\nint main() { std::printf("METRIC seconds=%.3f\\n", 0.25); }\n',
+        "perf/bench_sum.cc": '#include <cstdio>\nint main() { std::printf("METRIC seconds=%.3f\\n", 0.25); }\n',
     })
     out, task = init_ok(repo)
     assert task.build.startswith("cmake -S . -B build") and task.check == "ctest --test-dir build --output-on-failure"
-    assert task.bench == "./build/bench_sum"
+    assert task.bench == "./build/perf/bench_sum"  # declared in perf/CMakeLists.txt
     assert (task.metric.name, task.metric.direction) == ("seconds", "min")
     assert "seconds = 0.25 — the metric parses" in out
 

@@ -19,13 +19,15 @@ def detect(repo: Path) -> Finding | None:
     finding = Finding("cmake", build=Step(BUILD, "CMakeLists.txt"))
     if re.search(r"enable_testing\s*\(|add_test\s*\(", text, re.IGNORECASE):
         finding.check = Step("ctest --test-dir build --output-on-failure", "add_test/enable_testing in CMakeLists.txt")
-    executables = _EXECUTABLE.findall(text)
-    bench = next((e for e in executables if "bench" in e.lower()), None)
+    # (target, its folder under build/): a target declared in sub/CMakeLists.txt lands in build/sub/
+    executables = [(name, p.parent.relative_to(repo).as_posix()) for p in lists for name in _EXECUTABLE.findall(read(p))]
+    bench, folder = next(((e, d) for e, d in executables if "bench" in e.lower()), (None, "."))
     if bench:
+        bench = bench if folder == "." else f"{folder}/{bench}"
         gbench = bool(re.search(r"benchmark::benchmark|find_package\s*\(\s*benchmark|\bbenchmark_main\b", text))
-        # Google Benchmark's own repetitions would only slow each run: the gate repeats runs itself.
+        # JSON for Google Benchmark: full-precision values, not the console table's rounded ones.
         finding.bench = Step(f"./build/{bench}" + (" --benchmark_format=json" if gbench else ""),
-                             f"add_executable({bench}) in CMakeLists.txt" + (" linking Google Benchmark" if gbench else ""),
+                             f"add_executable({bench.rsplit('/', 1)[-1]}) in {'' if folder == '.' else folder + '/'}CMakeLists.txt" + (" linking Google Benchmark" if gbench else ""),
                              guessed=True)  # where the binary lands in build/ is a guess (no RUNTIME_OUTPUT_DIRECTORY read)
         if gbench:
             finding.format = "google-benchmark"

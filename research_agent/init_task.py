@@ -34,7 +34,7 @@ class Trial:
     problem: str = ""  # one line when not ok
 
 
-def discover(repo: Path, trial: bool) -> tuple[Finding, Trial]:
+def discover(repo: Path, trial: bool, notify=print) -> tuple[Finding, Trial]:
     """What the repository shows, and a trial run of it (`trial`, or always when only the output can tell the metric)."""
     if not repo.is_dir():
         raise TargetError(f"not a directory: {repo}")
@@ -43,6 +43,7 @@ def discover(repo: Path, trial: bool) -> tuple[Finding, Trial]:
         raise TargetError(NOTHING_FOUND)
     result = Trial(ran=False)
     if trial or finding.metric is None:
+        notify(f"trying `{finding.bench.command}` once in a copy of {repo}" + ("" if finding.metric else " to find its metric"))
         result = trial_run(repo, finding)
     if finding.metric is None:
         raise TargetError(f"found a benchmark (`{finding.bench.command}`: {finding.bench.why}) but not its metric"
@@ -263,7 +264,7 @@ def task_for_directory(repo: str, notify) -> object:
     from .task import _validate_cli_task
 
     path = Path(repo)
-    finding, _ = discover(path, trial=False)
+    finding, _ = discover(path, trial=False, notify=notify)
     fmt = f" ({finding.format} output)" if finding.format else ""
     notify(f"no task file in {repo}: benchmarking with `{finding.bench.command}` ({finding.bench.why}), "
            f"metric {finding.metric}{fmt}, {finding.direction}")

@@ -237,3 +237,23 @@ def test_optimize_a_directory_without_a_task_detects_then_runs(tmp_path):
     status = cli("status", "r2", "--json", cwd=tmp_path)
     assert '"kept"' in status.stdout
     assert snapshot_of_user_repo(repo) == before
+
+
+def test_a_bench_script_beside_a_makefile_takes_the_build_and_check_from_make(tmp_path):
+    from research_agent.detect import detect
+
+    repo = make_repo(tmp_path / "mixed", {"Makefile": "all:\n\ttrue\ntest:\n\ttrue\n", "bench.sh": "echo METRIC gflops=1\n",
+                                          "go.mod": "module x\n", "x_test.go": "package x\n"})
+    found = detect(repo)
+    assert (found.bench.command, found.build.command, found.check.command) == ("./bench.sh", "make", "make test")
+    assert (found.metric, found.direction, found.format) == ("gflops", "max", None)
+    assert found.notes == []  # go.mod without Benchmark functions is no benchmark
+
+
+@pytest.mark.parametrize("name, direction", [("ops_per_s", "max"), ("gflops", "max"), ("ns_per_op", "min"),
+                                             ("latency_ms", "min"), ("seconds", "min"), ("MB/s", "max"),
+                                             ("score", "max"), ("rss_mb", "min"), ("cycles_per_byte", "min")])
+def test_direction_guessed_from_the_metric_name(name, direction):
+    from research_agent.detect import guess_direction
+
+    assert guess_direction(name) == direction

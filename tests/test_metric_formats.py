@@ -123,3 +123,12 @@ def test_asv_time_benchmarks_only():
     assert parsed("asv", "asv.txt") == pytest.approx(
         {"benchmarks.TimeSuite.time_keys": 1_230_000, "benchmarks.TimeSuite.time_range": 4560,
          "geomean": geomean(1_230_000, 4560)})
+
+
+def test_worker_job_specs_carry_the_format_and_older_specs_still_load():
+    from research_agent.worker import _commands
+
+    older = {"build": None, "check": None, "bench": "go test -bench .", "metric": "geomean", "regex": None,
+             "direction": "min", "build_timeout": 60, "check_timeout": 60, "bench_timeout": 60}
+    assert _commands({"commands": older}).format is None  # a job.json written before metric.format
+    assert _commands({"commands": {**older, "format": "go"}}).format == "go"

@@ -257,3 +257,24 @@ def test_direction_guessed_from_the_metric_name(name, direction):
     from research_agent.detect import guess_direction
 
     assert guess_direction(name) == direction
+
+
+def test_pyperf_script_detected(tmp_path):
+    # a pyperf run spawns about 20 worker processes per benchmark: detection only here; the parser reads
+    # real pyperf output in test_metric_formats
+    repo = make_repo(tmp_path / "pp", {"perf/bench_sort.py": "import pyperf\n\nrunner = pyperf.Runner()\n"
+                                       "runner.timeit('sort_100', stmt='sorted(range(100))')\n"})
+    out, task = init_ok(repo, "--no-trial")
+    assert (task.bench, task.metric.name, task.metric.format, task.check) == (
+        "python3 perf/bench_sort.py --quiet", "geomean", "pyperf", None)
+
+
+@needs("make")
+@needs("cc")
+def test_optimize_a_directory_uses_the_task_file_init_wrote(tmp_path):
+    repo = make_repo(tmp_path / "mk", MAKE_REPO)
+    assert cli("init", str(repo), "--yes", "--no-trial", cwd=tmp_path).returncode == 0
+    (repo / "task.yaml").write_text((repo / "task.yaml").read_text().replace("goal: Improve ops_per_s", "goal: Faster prog"))
+    done = cli("research", str(repo), "--offline", "--run-dir", "r", cwd=tmp_path)  # baseline, then research finds nothing
+    assert f"task: {repo / 'task.yaml'}" in done.stderr and "no task file" not in done.stderr
+    assert "Faster prog" in (tmp_path / "r" / "task.yaml").read_text()

@@ -48,7 +48,7 @@ def discover(repo: Path, trial: bool, notify=print) -> tuple[Finding, Trial]:
     if finding.metric is None:
         raise TargetError(f"found a benchmark (`{finding.bench.command}`: {finding.bench.why}) but not its metric"
                           f"{': ' + result.problem if result.problem else ''}; make it print `METRIC name=value` "
-                          "lines, or pass --bench and --metric")
+                          "lines (or give optimize --bench and --metric)")
     return finding, result
 
 
@@ -79,7 +79,7 @@ def trial_run(repo: Path, finding: Finding) -> Trial:
         metrics = {**parse(ran.output, finding.format), **metrics} if finding.format else metrics
     value = metrics.get(finding.metric) if finding.metric else None
     if value is None:
-        shown = f"metric '{finding.metric}'" if finding.metric else "a metric"
+        shown = f"metric '{finding.metric}'" if finding.metric else "metric"
         return Trial(True, seconds=seconds, problem=f"the trial run printed no {shown}")
     return Trial(True, ok=True, seconds=seconds, value=value)
 
@@ -237,7 +237,10 @@ def run_init(repo: Path, yes: bool, trial: bool, output: Path | None) -> None:
     if not yes:
         if not sys.stdin.isatty():
             raise UserError(f"{target} not written: stdin is not a terminal, pass --yes to write it")
-        answer = input(f"Write {target}? [Y/n] ").strip().lower()
+        try:
+            answer = input(f"Write {target}? [Y/n] ").strip().lower()
+        except EOFError:  # Ctrl-D: no answer is no
+            answer = "n"
         if answer not in ("", "y", "yes"):
             print("not written")
             return

@@ -278,3 +278,12 @@ def test_optimize_a_directory_uses_the_task_file_init_wrote(tmp_path):
     done = cli("research", str(repo), "--offline", "--run-dir", "r", cwd=tmp_path)  # baseline, then research finds nothing
     assert f"task: {repo / 'task.yaml'}" in done.stderr and "no task file" not in done.stderr
     assert "Faster prog" in (tmp_path / "r" / "task.yaml").read_text()
+
+
+@needs("make")
+def test_a_bench_printing_no_metric_is_one_line(tmp_path):
+    repo = make_repo(tmp_path / "mk", {"Makefile": "bench:\n\t@echo all done\n"})
+    result = cli("init", str(repo), "--yes", cwd=tmp_path)
+    assert_one_line_error(result, 5, "found a benchmark (`make -s bench`: Makefile target 'bench') but not its metric",
+                          "the trial run printed no metric;", "METRIC name=value")
+    assert not (repo / "task.yaml").exists()

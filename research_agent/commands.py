@@ -44,9 +44,9 @@ def _task_in_directory(folder: Path, shown: str):
     from .task import load_task
 
     if (folder / "task.yaml").is_file():
-        err.print(f"task: {folder / 'task.yaml'}")
+        err.print(f"task: {folder / 'task.yaml'}", markup=False)
         return load_task(folder / "task.yaml")
-    return task_for_directory(shown, lambda line: err.print(line))
+    return task_for_directory(shown, lambda line: err.print(line, markup=False))  # bench names may hold [brackets]
 
 
 def start_run(repo_or_task: str, task_file: Path | None, plan_file: Path | None, overrides: dict, run_dir: Path | None,

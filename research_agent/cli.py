@@ -176,6 +176,19 @@ def run_plan(
 
 
 @app.command()
+def init(
+    repo: Path = typer.Argument(Path("."), help="Repository to detect the build, check and benchmark of."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Write the task file without asking."),
+    no_trial: bool = typer.Option(False, "--no-trial", help="Do not build and run the benchmark once to confirm its metric."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the task (default REPO/task.yaml)."),
+) -> None:
+    """Detect how REPO builds, checks and benchmarks; write a commented task.yaml (asks first)."""
+    from .init_task import run_init
+
+    run_init(repo, yes, not no_trial, output)
+
+
+@app.command()
 def research(
     repo_or_task: str = typer.Argument(..., help="A task spec (YAML) or a repository path / git URL."),
     task: Optional[Path] = TaskOpt,
@@ -306,6 +319,18 @@ def plan_validate(plan: Path = typer.Argument(..., help="Plan file.")) -> None:
     parsed = load_plan(plan)
     with_diff = sum(1 for h in parsed.hypotheses if h.has_patch)
     print(f"{plan}: ok — {len(parsed.hypotheses)} hypotheses ({with_diff} with a diff), {len(parsed.sources)} sources, status {parsed.status}")
+
+
+@plan_app.command("new")
+def plan_new(
+    path: Path = typer.Argument(Path("plan.md"), help="Plan file to write."),
+    task: Optional[Path] = typer.Option(None, "--task", help="Task spec whose goal, metric and direction the plan takes."),
+) -> None:
+    """Write a skeleton plan with one commented example hypothesis, to fill in and `plan approve`."""
+    from .plan.skeleton import write_skeleton
+
+    write_skeleton(path, task)
+    print(f"wrote {path} — describe your hypotheses, then: research-agent plan validate {path}")
 
 
 @plan_app.command("show")

@@ -32,8 +32,21 @@ def load_task_for(repo_or_task: str, task_file: Path | None, overrides: dict):
         if not candidate.exists() and not looks_like_url:
             raise TargetError(f"target not found: {repo_or_task}")
         basics = {key: overrides.get(key) for key in ("bench", "build", "check", "metric", "direction")}
+        if candidate.is_dir() and not (basics["bench"] or basics["metric"]):
+            return apply_overrides(_task_in_directory(candidate, repo_or_task), **overrides)
         task = task_from_repo(repo_or_task, **{k: v for k, v in basics.items() if v is not None})
     return apply_overrides(task, **overrides)
+
+
+def _task_in_directory(folder: Path, shown: str):
+    """DIR/task.yaml (as `init` writes it), else what `init` would detect, said in two lines."""
+    from .init_task import task_for_directory
+    from .task import load_task
+
+    if (folder / "task.yaml").is_file():
+        err.print(f"task: {folder / 'task.yaml'}", markup=False)
+        return load_task(folder / "task.yaml")
+    return task_for_directory(shown, lambda line: err.print(line, markup=False))  # bench names may hold [brackets]
 
 
 def start_run(repo_or_task: str, task_file: Path | None, plan_file: Path | None, overrides: dict, run_dir: Path | None,

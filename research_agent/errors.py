@@ -17,7 +17,8 @@ EXIT_CODES: dict[int | str, str] = {
     TASK: "task spec missing, malformed or invalid (the message names file, line and field)",
     PLAN: "plan file missing, malformed or invalid (the message names the line), or not approved for `run` / "
           "`resume` of a reviewed run (without `--yes`)",
-    TARGET: "target missing, not a directory, dirty without `--allow-dirty`, or not clonable; for `apply` / `pr`, "
+    TARGET: "target missing, not a directory, dirty without `--allow-dirty`, or not clonable; `init` (or "
+            "`optimize DIR` with no task) found no benchmark, or not its metric; for `apply` / `pr`, "
             "a kept change that does not apply to your repository",
     BASELINE: "baseline failed: build, check or benchmark (nothing to compare against)",
     RUN_DIR: "run directory missing, not a run directory, or belonging to another task",

@@ -37,6 +37,7 @@ class Commands:
     build_timeout: float
     check_timeout: float
     bench_timeout: float
+    format: str | None = None  # metric_formats: the bench tool's own output, beside METRIC lines
 
 
 @dataclass
@@ -328,6 +329,10 @@ def run_bench(workdir: Path, commands: Commands, log: Path, env: dict | None = N
     if not result.ok:
         return BenchRun(0.0, result.seconds, describe_failure("bench", result, commands.bench_timeout))
     metrics = parse_metrics(result.output)
+    if commands.format is not None:
+        from . import metric_formats
+
+        metrics = {**metric_formats.parse(result.output, commands.format), **metrics}  # METRIC lines win
     if result.usage is not None:
         metrics.update(result.usage.metrics())  # measured, not printed: the benchmark cannot set these
     value = metrics.get(commands.metric) if commands.regex is None else parse_metric(result.output, commands.metric, commands.regex)

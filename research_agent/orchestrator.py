@@ -407,6 +407,7 @@ class Orchestrator:
             bench=task.bench,
             metric=task.metric.name,
             regex=task.metric.regex,
+            format=task.metric.format,
             direction=task.metric.direction,
             build_timeout=task.timeouts.build,
             check_timeout=task.timeouts.check,

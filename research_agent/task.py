@@ -79,6 +79,8 @@ class Metric(_Strict):
     name: str
     direction: Literal["max", "min"] = "max"
     regex: str | None = None  # group 1 of the first match is the value; else `METRIC <name>=<value>` lines
+    # A benchmark tool's own output instead (research_agent/metric_formats): criterion, go, ...
+    format: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -97,6 +99,23 @@ class Metric(_Strict):
         if compiled.groups < 1:
             raise ValueError("needs a capture group: group 1 is the metric value, e.g. 'gflops: ([0-9.]+)'")
         return regex
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, format: str | None) -> str | None:
+        from research_agent.metric_formats import FORMATS
+
+        if format is None or format in FORMATS:
+            return format
+        close = difflib.get_close_matches(format, FORMATS, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ValueError(f"unknown format {format!r} ({hint}expected one of: {', '.join(FORMATS)})")
+
+    @model_validator(mode="after")
+    def _regex_or_format(self) -> Metric:
+        if self.regex is not None and self.format is not None:
+            raise ValueError("give regex or format, not both")
+        return self
 
 
 BUILTIN_METRICS = ("rss_mb", "cpu_s")  # measured by the OS for every benchmark run (lower is better)
@@ -484,6 +503,8 @@ class Task(_Strict):
         """
         resolved = self.resolved()
         identity = {key: resolved[key] for key in ("repo", "build", "bench", "check", "metric")}
+        if identity["metric"].get("format") is None:  # runs from before metric.format keep their fingerprint
+            identity["metric"] = {k: v for k, v in identity["metric"].items() if k != "format"}
         canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 

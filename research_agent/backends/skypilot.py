@@ -563,7 +563,7 @@ class SkyPilotBackend:
     def _commands(self) -> dict:
         t = self.task
         return {"build": t.build, "check": t.check, "bench": t.bench, "metric": t.metric.name, "regex": t.metric.regex,
-                "direction": t.metric.direction, "build_timeout": t.timeouts.build, "check_timeout": t.timeouts.check,
+                "format": t.metric.format, "direction": t.metric.direction, "build_timeout": t.timeouts.build, "check_timeout": t.timeouts.check,
                 "bench_timeout": t.timeouts.bench}
 
     def _write_job(self, exp: str, name: str, spec: dict) -> tuple[Path, Path]:

@@ -47,6 +47,13 @@ PlannerJudgeOpt = typer.Option(None, "--planner-judge", help="Judge of the plann
 PlannerModeOpt = typer.Option(None, "--planner-mode", help="Planner panel mode: best-of | merge | debate (default merge).")
 
 
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", help="Log retries, waits and other internals to stderr (also RESEARCH_AGENT_DEBUG=1).")) -> None:
+    from .logs import configure
+
+    configure(debug)
+
+
 def _planner(models: Optional[str], judge: Optional[str], mode: Optional[str]) -> dict:
     from .plan.choose import cli_planner
 

@@ -13,9 +13,11 @@ import pytest
 from research_agent.llm import LLMClient, fuse_sync
 from research_agent.plan.llm_distiller import LLMDistiller
 from research_agent.research.base import Evidence
+from research_agent.research.mine import Snippet
+from research_agent.research.rank import rank, select
 
 from .openai_server import Answer, OpenAIServer
-from .test_extractive import BASELINE, make_task
+from .test_extractive import BASELINE, items, make_task
 from .test_llm_distiller import GOOD, KEY, evidence
 
 PINS = Path(__file__).parent / "fixtures" / "prompts"
@@ -38,7 +40,14 @@ def full_evidence() -> Evidence:
     ev.history = [{"id": "E1", "title": "Unroll by 4", "sources": ["arXiv:2101.00001"], "decision": "rejected",
                    "effect": {"median": 0.0123, "ci": [-0.01, 0.03], "n": 8}, "reason": "inside the noise floor"}]
     ev.skipped = ["github: rate limited (offline)"]
+    ev.snippets = [Snippet("arXiv:2101.00001", "src/kernel.c", 12, "for (k = 0; k < n; k++)\n  c += a * b;")]
     return ev
+
+
+def bare_evidence() -> Evidence:
+    """The other branches: no patch, no profile, no snippet, no results, nothing skipped."""
+    ranked = rank(items(), "matrix multiply cache blocking loop order")
+    return Evidence(items=ranked, selected=select(ranked, papers=2, repos=0, prs=0, notes=1), patches=[])
 
 
 def test_the_planner_prompt_and_its_reask_are_unchanged():
@@ -51,6 +60,16 @@ def test_the_planner_prompt_and_its_reask_are_unchanged():
     assert first == pinned("planner")
     assert reask[:2] == first and reask[2] == {"role": "assistant", "content": "Here is my plan: H1 loop interchange."}
     assert reask[3:] == pinned("planner_reask")
+
+
+def test_the_planner_prompt_without_the_optional_sections_is_unchanged():
+    reply = json.dumps({"bottleneck": "b", "hypotheses": [{"title": "Block the loops", "sources": ["arXiv:2101.00001"]}]})
+    with OpenAIServer({"m": reply}) as server:
+        client = LLMClient(base_url=server.url, api_key=KEY, max_retries=0)
+        task = make_task(Path(tempfile.gettempdir()), runtime={"name": "codex"})
+        LLMDistiller(client, "m", max_hypotheses=3).plan(task, {}, bare_evidence())
+        (request,) = server.requests
+    assert request.messages == pinned("planner_bare")
 
 
 PANEL = {"m1": Answer("Lyon is the capital of France."), "m2": Answer("Paris is the capital of France.")}

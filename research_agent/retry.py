@@ -22,6 +22,8 @@ from typing import Any, Callable
 
 import tenacity
 
+from .text import one_line
+
 logger = logging.getLogger(__name__)
 
 # HTTP's own "try again later" answers: too many requests, and the server errors a retry can cure.
@@ -85,7 +87,7 @@ def _options(what: str, attempts: int, base: float, cap: float, after_cap: float
     def before_sleep(state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
-        logger.info("%s: %s; retry %d of %d in %.2f s", what, _reason(error), state.attempt_number,
+        logger.info("%s: %s; retry %d of %d in %.2f s", what, (one_line(error, 200) or type(error).__name__) if error is not None else "failed", state.attempt_number,
                     attempts - 1, wait)
         if on_wait is not None and error is not None:
             on_wait(state.attempt_number, wait, error)
@@ -108,10 +110,3 @@ def aretrying(what: str, *, attempts: int, base: float = 1.0, cap: float = 60.0,
               on_wait: Callable[[int, float, BaseException], None] | None = None) -> tenacity.AsyncRetrying:
     """The same for coroutines: `async for attempt in aretrying(...): with attempt: ...` (waits with asyncio.sleep)."""
     return tenacity.AsyncRetrying(**_options(what, attempts, base, cap, after_cap, jitter, retry_if, on_wait))
-
-
-def _reason(error: BaseException | None) -> str:
-    if error is None:
-        return "failed"
-    text = " ".join(str(error).split())
-    return text[:200] or type(error).__name__

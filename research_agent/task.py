@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from research_agent.errors import TaskError
+from research_agent.text import squash
 
 RUNTIME_NAMES = ("patch", "command", "claude-code", "codex")
 BACKEND_NAMES = ("local", "skypilot")
@@ -579,7 +580,7 @@ def _describe_yaml_syntax_error(err: yaml.YAMLError, shown: str) -> str:
     mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
     problem = getattr(err, "problem", None) or str(err).splitlines()[0]
     where = f"{shown}:{mark.line + 1}:{mark.column + 1}" if mark else shown
-    return f"{where}: invalid YAML: {_one_line(problem)}"
+    return f"{where}: invalid YAML: {squash(problem)}"
 
 
 def _reject_duplicate_keys(node: yaml.Node, shown: str, loc: tuple = ()) -> None:
@@ -654,9 +655,9 @@ def _problem_text(error: dict) -> str:
     if kind in ("float_type", "float_parsing"):
         return f"must be a number{got}"
     if kind == "value_error":
-        return _one_line(str(ctx.get("error", error["msg"])))
+        return squash(str(ctx.get("error", error["msg"])))
     message = error["msg"].replace("Input should be", "must be", 1)
-    return _one_line(message[:1].lower() + message[1:])
+    return squash(message[:1].lower() + message[1:])
 
 
 def _unknown_key_problem(loc: tuple) -> str:
@@ -720,10 +721,6 @@ def _describe(value: Any) -> str:
         return "a list"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def _more(count: int) -> str:

@@ -62,10 +62,6 @@ def is_performance(*texts: str | None) -> bool:
     return any(text and PERF_WORDS.search(text) for text in texts)
 
 
-class _Unavailable(Exception):
-    """GitHub cannot answer this call; the notice is already recorded."""
-
-
 def _raw(obj: GithubObject) -> dict[str, Any]:
     """The JSON an object was built from, without PyGithub fetching the full object to complete it
     (a search item or list entry lacking a field would otherwise cost one request each)."""

@@ -29,11 +29,11 @@ from pydantic import (
     model_validator,
 )
 
+from research_agent.backends import BACKEND_NAMES
 from research_agent.errors import TaskError
+from research_agent.runtimes import RUNTIME_NAMES
 from research_agent.text import squash
 
-RUNTIME_NAMES = ("patch", "command", "claude-code", "codex")
-BACKEND_NAMES = ("local", "skypilot")
 URL_PREFIXES = ("http://", "https://", "git@", "ssh://", "file://", "git://")
 
 
@@ -229,7 +229,7 @@ class _NamedWithOptions(_Strict):
 
 
 class RuntimeSpec(_NamedWithOptions):
-    name: Literal["patch", "command", "claude-code", "codex"] = "patch"
+    name: Literal[RUNTIME_NAMES] = "patch"  # type: ignore[valid-type]
     options: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -243,7 +243,7 @@ class RuntimeSpec(_NamedWithOptions):
 class Workers(_NamedWithOptions):
     _name_key: ClassVar[str] = "backend"
 
-    backend: Literal["local", "skypilot"] = "local"
+    backend: Literal[BACKEND_NAMES] = "local"  # type: ignore[valid-type]
     options: dict[str, Any] = Field(default_factory=dict)
 
 

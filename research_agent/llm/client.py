@@ -11,8 +11,9 @@ endpoint, vLLM, Ollama, LM Studio — anything that speaks `POST /chat/completio
   message (provider messages are scrubbed of it) and never written to the ledger.
 - **Cost**: OpenRouter's `usage.cost` when present (plus the upstream cost for BYOK keys), else
   tokens x the price table (`prices.py`, extendable by the user), else unknown (`None`) — never $0.
-- **Failures**: 429 / 5xx / connection errors are retried with exponential backoff, honouring
-  `Retry-After` (a wait longer than `max_retry_wait` is not attempted); 402 (out of credits, key
+- **Failures**: 429 / 500 / 502 / 503 / 504 (`retry.HTTP_RETRY_STATUSES`) and connection errors are
+  retried by `retry.py` with exponential backoff and jitter, honouring `Retry-After` (a wait longer
+  than `max_retry_wait` is not attempted); another status is an `LLMError` at once; 402 (out of credits, key
   limit) raises `BudgetError` at once; 400 / 404 / 422 raise `ModelError` naming the model and the
   provider's message; 401 / 403 raise `AuthError`; each attempt has `timeout` seconds (a timeout
   is not retried: it already used the call's time) and raises `LLMTimeout`. All are `UserError`s:

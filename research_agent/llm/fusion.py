@@ -37,7 +37,7 @@ from ..prompts import render
 from ..text import first_json_object, one_line
 from .client import AuthError, BudgetError, LLMClient, LLMError, LLMTimeout, ModelError, Usage
 
-MODES = ("best-of", "merge", "debate")
+FUSION_MODES = ("best-of", "merge", "debate")  # also the planner panel's (plan/choose.py)
 MAX_PANEL = 8
 LABELS = "ABCDEFGH"
 
@@ -200,8 +200,8 @@ def check_panel(models: list[str]) -> list[str]:
 
 
 def check_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise FusionError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
+    if mode not in FUSION_MODES:
+        raise FusionError(f"unknown mode {mode!r}: use one of {', '.join(FUSION_MODES)}")
     return mode
 
 

@@ -3,6 +3,7 @@ Retry-After is what is waited (not the backoff), each wait is logged, and the at
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -115,3 +116,27 @@ def test_debug_switch_shows_the_package_log_on_stderr():
     assert quiet.stderr == ""
     for result in (loud, by_env):
         assert "research-agent debug" in result.stderr and "research_agent.retry: waiting 1.00 s" in result.stderr
+
+
+def test_the_llm_client_waits_what_retry_after_says_and_records_each_wait(tmp_path, waits, monkeypatch):
+    from research_agent.ledger import Ledger
+    from research_agent.llm import LLMClient
+
+    from .openai_server import Answer, OpenAIServer
+
+    for var in ("RESEARCH_AGENT_API_KEY", "OPENROUTER_API_KEY", "OPENAI_API_KEY", "RESEARCH_AGENT_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    script = [Answer(status=429, error="slow down", headers={"Retry-After": "0.05"}),
+              Answer(status=503, error="busy", headers={"retry-after-ms": "20"}), Answer("done")]
+    with OpenAIServer({"m": script, "teapot": Answer(status=418, error="short and stout")}) as server:
+        # The backoff alone would wait ~10 minutes a retry: only the headers let this finish.
+        client = LLMClient(base_url=server.url, api_key="sk-test-retry", ledger=ledger, retry_base_delay=600.0)
+        result = client.complete("m", [{"role": "user", "content": "hi"}])
+        with pytest.raises(Exception, match=r"provider error \(418\)"):
+            client.complete("teapot", [{"role": "user", "content": "hi"}])
+        assert server.hits("m") == 3 and server.hits("teapot") == 1  # 418 is not a retryable status
+    assert result.text == "done" and result.attempts == 3
+    retries = [json.loads(e["data"]) for e in ledger.events() if e["kind"] == "llm_retry"]
+    assert [(r["status"], r["attempt"], r["wait_s"]) for r in retries] == [(429, 1, 0.05), (503, 2, 0.02)]
+    assert [r.args[-1] for r in waits.records] == pytest.approx([0.05, 0.02])

@@ -12,6 +12,9 @@ from typing import Optional
 
 import typer
 
+from .backends import BACKEND_NAMES  # the registries (light: each backend and runtime is imported when made)
+from .runtimes import RUNTIME_NAMES
+
 app = typer.Typer(
     help="Read first, then optimize: baseline, plan, parallel experiments, a statistical gate, a report.",
     no_args_is_help=True,
@@ -28,7 +31,7 @@ BuildOpt = typer.Option(None, "--build", help="Build command.")
 CheckOpt = typer.Option(None, "--check", help="Correctness check command.")
 MetricOpt = typer.Option(None, "--metric", help="Metric name to gate on.")
 DirectionOpt = typer.Option(None, "--direction", help="max or min.")
-RuntimeOpt = typer.Option(None, "--runtime", help="patch | command | claude-code | codex.")
+RuntimeOpt = typer.Option(None, "--runtime", help=" | ".join(RUNTIME_NAMES) + ".")
 RuntimeCmdOpt = typer.Option(None, "--runtime-cmd", help="Agent command for the command runtime; {brief} and {workdir} are filled in.")
 ParallelOpt = typer.Option(None, "--parallel", min=1, help="Experiments at once.")
 RoundsOpt = typer.Option(None, "--rounds", min=1, help="Rounds of experiments.")
@@ -37,13 +40,20 @@ MinEffectOpt = typer.Option(None, "--min-effect", help="Smallest relative gain w
 RunDirOpt = typer.Option(None, "--run-dir", help="Run directory (default: runs/<task>-<time>).")
 AllowDirtyOpt = typer.Option(False, "--allow-dirty", help="Start from a snapshot of uncommitted changes.")
 OfflineOpt = typer.Option(False, "--offline", help="Research from the cache and local sources only: no network.")
-BackendOpt = typer.Option(None, "--backend", help="Where experiments run: local | skypilot (default: the task's workers.backend).")
+BackendOpt = typer.Option(None, "--backend", help=f"Where experiments run: {' | '.join(BACKEND_NAMES)} (default: the task's workers.backend).")
 DryrunOpt = typer.Option(False, "--dryrun", help="Write the SkyPilot tasks and the launch plan to RUN_DIR/sky/; launch nothing.")
 BudgetOpt = typer.Option(None, "--budget-usd", help="Hard stop for compute + LLM + agent spend, in USD (default: the task's budget_usd).")
 # The planner (`optimize` without --plan, `research`): over the task's `planner:` block.
 PlannerModelsOpt = typer.Option(None, "--planner-models", help="Model id(s) that write the plan; several (comma-separated) make a fusion panel.")
 PlannerJudgeOpt = typer.Option(None, "--planner-judge", help="Judge of the planner panel (default: its first model).")
 PlannerModeOpt = typer.Option(None, "--planner-mode", help="Planner panel mode: best-of | merge | debate (default merge).")
+
+
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", help="Log retries, waits and other internals to stderr (also RESEARCH_AGENT_DEBUG=1).")) -> None:
+    from .logs import configure
+
+    configure(debug)
 
 
 def _planner(models: Optional[str], judge: Optional[str], mode: Optional[str]) -> dict:

@@ -94,8 +94,10 @@ def _with_backend(task, backend: str | None, dryrun: bool, budget_usd: float | N
     """The task with --backend applied (that backend's options from the task, else its defaults)."""
     if budget_usd is not None and budget_usd <= 0:
         raise UserError(f"--budget-usd must be positive, got {budget_usd}")
-    if backend is not None and backend not in ("local", "skypilot"):
-        raise UserError(f"unknown backend '{backend}' (available: local, skypilot)")
+    from .backends import BACKEND_NAMES
+
+    if backend is not None and backend not in BACKEND_NAMES:
+        raise UserError(f"unknown backend '{backend}' (available: {', '.join(BACKEND_NAMES)})")
     if backend is not None and backend != task.workers.backend:
         from .task import Workers
 

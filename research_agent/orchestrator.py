@@ -325,7 +325,8 @@ class Orchestrator:
         except WorkersUnavailable:
             raise  # the backend cannot run experiments at all (e.g. no cloud capacity): stop, resumable
         except Exception as error:  # a bug or an environment fault: record it, keep the loop going
-            (exp_dir / "experiment.log").open("a").write(traceback.format_exc())
+            with open(exp_dir / "experiment.log", "a") as log:  # closed at once: the worker may append after us
+                log.write(traceback.format_exc())
             result = JobResult("failed", f"error: {error}")
         if proc.stopping():
             return  # interrupted: stays unfinished, resume repeats it

@@ -29,10 +29,11 @@ from pydantic import (
     model_validator,
 )
 
+from research_agent.backends import BACKEND_NAMES
 from research_agent.errors import TaskError, UserError
+from research_agent.runtimes import RUNTIME_NAMES
+from research_agent.text import squash
 
-RUNTIME_NAMES = ("patch", "command", "claude-code", "codex")
-BACKEND_NAMES = ("local", "skypilot")
 URL_PREFIXES = ("http://", "https://", "git@", "ssh://", "file://", "git://")
 
 
@@ -247,7 +248,7 @@ class _NamedWithOptions(_Strict):
 
 
 class RuntimeSpec(_NamedWithOptions):
-    name: Literal["patch", "command", "claude-code", "codex"] = "patch"
+    name: Literal[RUNTIME_NAMES] = "patch"  # type: ignore[valid-type]
     options: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -261,7 +262,7 @@ class RuntimeSpec(_NamedWithOptions):
 class Workers(_NamedWithOptions):
     _name_key: ClassVar[str] = "backend"
 
-    backend: Literal["local", "skypilot"] = "local"
+    backend: Literal[BACKEND_NAMES] = "local"  # type: ignore[valid-type]
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -600,7 +601,7 @@ def _describe_yaml_syntax_error(err: yaml.YAMLError, shown: str) -> str:
     mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
     problem = getattr(err, "problem", None) or str(err).splitlines()[0]
     where = f"{shown}:{mark.line + 1}:{mark.column + 1}" if mark else shown
-    return f"{where}: invalid YAML: {_one_line(problem)}"
+    return f"{where}: invalid YAML: {squash(problem)}"
 
 
 def _reject_duplicate_keys(node: yaml.Node, shown: str, loc: tuple = ()) -> None:
@@ -675,9 +676,9 @@ def _problem_text(error: dict) -> str:
     if kind in ("float_type", "float_parsing"):
         return f"must be a number{got}"
     if kind == "value_error":
-        return _one_line(str(ctx.get("error", error["msg"])))
+        return squash(str(ctx.get("error", error["msg"])))
     message = error["msg"].replace("Input should be", "must be", 1)
-    return _one_line(message[:1].lower() + message[1:])
+    return squash(message[:1].lower() + message[1:])
 
 
 def _unknown_key_problem(loc: tuple) -> str:
@@ -741,10 +742,6 @@ def _describe(value: Any) -> str:
         return "a list"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def _more(count: int) -> str:

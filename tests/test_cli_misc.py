@@ -5,7 +5,7 @@ import sys
 
 from .conftest import DEMO, ROOT
 
-HEAVY = ("sky", "openai", "github", "matplotlib", "git")
+HEAVY = ("sky", "openai", "github", "matplotlib", "git", "tenacity")
 
 
 def test_help_imports_no_heavy_module():

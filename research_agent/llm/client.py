@@ -11,8 +11,9 @@ endpoint, vLLM, Ollama, LM Studio — anything that speaks `POST /chat/completio
   message (provider messages are scrubbed of it) and never written to the ledger.
 - **Cost**: OpenRouter's `usage.cost` when present (plus the upstream cost for BYOK keys), else
   tokens x the price table (`prices.py`, extendable by the user), else unknown (`None`) — never $0.
-- **Failures**: 429 / 5xx / connection errors are retried with exponential backoff, honouring
-  `Retry-After` (a wait longer than `max_retry_wait` is not attempted); 402 (out of credits, key
+- **Failures**: 429 / 500 / 502 / 503 / 504 (`retry.HTTP_RETRY_STATUSES`) and connection errors are
+  retried by `retry.py` with exponential backoff and jitter, honouring `Retry-After` (a wait longer
+  than `max_retry_wait` is not attempted); another status is an `LLMError` at once; 402 (out of credits, key
   limit) raises `BudgetError` at once; 400 / 404 / 422 raise `ModelError` naming the model and the
   provider's message; 401 / 403 raise `AuthError`; each attempt has `timeout` seconds (a timeout
   is not retried: it already used the call's time) and raises `LLMTimeout`. All are `UserError`s:
@@ -27,15 +28,14 @@ bounded; `openai` is imported lazily, on first use.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import os
-import random
 import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import UserError
+from ..retry import HTTP_RETRY_STATUSES, Transient, aretrying, retry_after, retrying
 from .prices import PriceTable
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
@@ -43,7 +43,6 @@ BASE_URL_VAR = "RESEARCH_AGENT_BASE_URL"
 KEY_VARS = ("RESEARCH_AGENT_API_KEY", "OPENROUTER_API_KEY", "OPENAI_API_KEY")
 NO_KEY_MESSAGE = "no API key: set RESEARCH_AGENT_API_KEY, OPENROUTER_API_KEY or OPENAI_API_KEY"
 
-RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529}
 MODEL_STATUSES = {400, 404, 422}
 AUTH_STATUSES = {401, 403}
 
@@ -285,20 +284,22 @@ class LLMClient:
         client = self.sdk()  # (the first call imports openai: not part of the call's latency)
         started = time.monotonic()
         attempt = 0
-        while True:
-            attempt += 1
-            try:
-                if stream:
-                    raw = self._stream_sync(client, kwargs, limit)
-                else:
-                    raw = client.chat.completions.create(**kwargs, timeout=limit).model_dump()
-                return self._finish(model, raw, time.monotonic() - started, attempt)
-            except Exception as exc:  # noqa: BLE001 - classified below; anything unknown is re-raised
-                error, delay = self._classify(exc, model, attempt, limit)
-                if delay is None:
-                    self._log_failure(model, error, time.monotonic() - started, attempt)
-                    raise error from exc
-                time.sleep(delay)
+        try:
+            for attempt_state in retrying(model, **self._retry_options(model)):
+                with attempt_state:
+                    attempt = attempt_state.retry_state.attempt_number
+                    try:
+                        if stream:
+                            raw = self._stream_sync(client, kwargs, limit)
+                        else:
+                            raw = client.chat.completions.create(**kwargs, timeout=limit).model_dump()
+                        return self._finish(model, raw, time.monotonic() - started, attempt)
+                    except Exception as exc:  # noqa: BLE001 - classified; anything unknown is re-raised
+                        self._raise_classified(exc, model, attempt, limit)
+        except LLMError as error:
+            self._log_failure(model, error, time.monotonic() - started, attempt)
+            raise
+        raise AssertionError("unreachable: the retry loop returns or raises")
 
     async def acomplete(self, model: str, messages: list[dict], *, temperature: float | None = None, max_tokens: int | None = None,
                         response_format: dict | None = None, stream: bool = False, timeout: float | None = None) -> Completion:
@@ -307,20 +308,33 @@ class LLMClient:
         client = self.async_sdk()  # (the first call imports openai: not part of the call's latency)
         started = time.monotonic()
         attempt = 0
-        while True:
-            attempt += 1
-            try:
-                if stream:
-                    raw = await self._stream_async(client, kwargs, limit)
-                else:
-                    raw = (await client.chat.completions.create(**kwargs, timeout=limit)).model_dump()
-                return self._finish(model, raw, time.monotonic() - started, attempt)
-            except Exception as exc:  # noqa: BLE001
-                error, delay = self._classify(exc, model, attempt, limit)
-                if delay is None:
-                    self._log_failure(model, error, time.monotonic() - started, attempt)
-                    raise error from exc
-                await asyncio.sleep(delay)
+        try:
+            async for attempt_state in aretrying(model, **self._retry_options(model)):
+                with attempt_state:
+                    attempt = attempt_state.retry_state.attempt_number
+                    try:
+                        if stream:
+                            raw = await self._stream_async(client, kwargs, limit)
+                        else:
+                            raw = (await client.chat.completions.create(**kwargs, timeout=limit)).model_dump()
+                        return self._finish(model, raw, time.monotonic() - started, attempt)
+                    except Exception as exc:  # noqa: BLE001
+                        self._raise_classified(exc, model, attempt, limit)
+        except LLMError as error:
+            self._log_failure(model, error, time.monotonic() - started, attempt)
+            raise
+        raise AssertionError("unreachable: the retry loop returns or raises")
+
+    def _retry_options(self, model: str) -> dict:
+        """Backoff from `retry_base_delay` (at most 20 s a wait), a provider's Retry-After as asked (a longer
+        one than `max_retry_wait` is refused by `_classify`); each wait an `llm_retry` ledger event."""
+
+        def on_wait(attempt: int, wait: float, error: BaseException) -> None:
+            status = getattr(getattr(error, "value", None), "status", None)
+            self._log_retry(model, status, str(error), attempt, wait)
+
+        return dict(attempts=self.max_retries + 1, base=self.retry_base_delay, cap=20.0, after_cap=self.max_retry_wait,
+                    retry_if=None, on_wait=on_wait)
 
     # --- streaming --------------------------------------------------------------------------
 
@@ -390,13 +404,19 @@ class LLMClient:
 
     # --- failures ---------------------------------------------------------------------------
 
-    def _classify(self, exc: Exception, model: str, attempt: int, limit: float) -> tuple[LLMError, float | None]:
-        """(the error to raise, seconds to wait before retrying — None: do not retry)."""
+    def _raise_classified(self, exc: Exception, model: str, attempt: int, limit: float) -> None:
+        """Raise `exc` as an LLMError — inside a `Transient` (carrying any Retry-After) when it is worth retrying."""
+        error, retry, after, message = self._classify(exc, model, attempt, limit)
+        if retry:
+            raise Transient(message, after=after, value=error) from exc
+        raise error from exc
+
+    def _classify(self, exc: Exception, model: str, attempt: int, limit: float) -> tuple[LLMError, bool, float | None, str]:
+        """(the error, whether to retry, the provider's Retry-After, the provider's message)."""
         import openai
 
-        retries_left = attempt <= self.max_retries
         if isinstance(exc, (openai.APITimeoutError, _StreamTimeout)):
-            return LLMTimeout(f"{model}: no answer within {limit:g} s", model), None
+            return LLMTimeout(f"{model}: no answer within {limit:g} s", model), False, None, ""
         if isinstance(exc, openai.APIStatusError):
             status = exc.status_code
             message = self._provider_message(exc.body, exc.message)
@@ -414,28 +434,25 @@ class LLMClient:
             raise exc
         where = f"{model}: " if model else ""
         if status == 402:
-            return BudgetError(f"{where}out of credits or over the key's spending limit (402): {message}", model, status), None
+            return BudgetError(f"{where}out of credits or over the key's spending limit (402): {message}", model, status), False, None, message
         if status in AUTH_STATUSES:
-            return AuthError(f"{where}the provider refused the API key ({status}): {message}", model, status), None
+            return AuthError(f"{where}the provider refused the API key ({status}): {message}", model, status), False, None, message
         if status in MODEL_STATUSES:
-            return ModelError(f"model {model!r} rejected by {self.host or self.base_url} ({status}): {message}", model, status), None
-        if status is None or status in RETRY_STATUSES or status >= 500:
+            return ModelError(f"model {model!r} rejected by {self.host or self.base_url} ({status}): {message}", model, status), False, None, message
+        if status is None or status in HTTP_RETRY_STATUSES:
             label = f"{status}" if status else "connection error"
             if status == 429:
                 error = ProviderError(f"{where}rate limited (429) after {attempt} attempts: {message}", model, status)
             else:
                 error = ProviderError(f"{where}provider error ({label}) after {attempt} attempts: {message}", model, status)
-            if not retries_left:
-                return error, None
-            wait = _retry_after(headers)
+            if attempt > self.max_retries:
+                return error, False, None, message
+            wait = retry_after(headers)
             if wait is not None and wait > self.max_retry_wait:
                 error = ProviderError(f"{where}rate limited ({status}): the provider asks to retry after {wait:g} s: {message}", model, status)
-                return error, None
-            if wait is None:
-                wait = min(self.retry_base_delay * 2 ** (attempt - 1), 20.0) * random.uniform(0.75, 1.25)
-            self._log_retry(model, status, message, attempt, wait)
-            return error, max(0.0, wait)
-        return LLMError(f"{where}provider error ({status}): {message}", model, status), None
+                return error, False, None, message
+            return error, True, wait, message
+        return LLMError(f"{where}provider error ({status}): {message}", model, status), False, None, message
 
     def _provider_message(self, body: Any, fallback: str) -> str:
         message = None
@@ -546,27 +563,3 @@ def _int(value: Any) -> int:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _retry_after(headers) -> float | None:
-    """Seconds from `retry-after-ms` or `Retry-After` (seconds or an HTTP date)."""
-    if headers is None:
-        return None
-    value = headers.get("retry-after-ms")
-    if value:
-        try:
-            return float(value) / 1000
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())

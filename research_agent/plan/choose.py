@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..errors import TaskError, UserError
+from ..llm.fusion import FUSION_MODES
 
-MODES = ("best-of", "merge", "debate")
 DEFAULT_MODE = "merge"
 KEYS = ("model", "models", "judge", "mode", "rounds", "base_url", "temperature", "max_tokens", "timeout",
         "max_retries", "prices", "json_mode", "max_hypotheses")
@@ -94,8 +94,8 @@ def planner_spec(planner: dict | None, where: str = "planner", error: type[UserE
         raise error(f"{where}.judge: must be a model id, got {judge!r}")
     spec.judge = judge.strip() if judge else None
     mode = planner.get("mode", DEFAULT_MODE)
-    if mode not in MODES:
-        raise error(f"{where}.mode: unknown mode {mode!r} (expected one of: {', '.join(MODES)})")
+    if mode not in FUSION_MODES:
+        raise error(f"{where}.mode: unknown mode {mode!r} (expected one of: {', '.join(FUSION_MODES)})")
     spec.mode = mode
     if (spec.judge or "mode" in planner) and not spec.configured:
         raise error(f"{where}: judge and mode need models (a fusion panel)")
@@ -145,8 +145,8 @@ def cli_planner(models: str | None, judge: str | None, mode: str | None) -> dict
             raise UserError("--planner-judge: give a model id")
         out["judge"] = judge.strip()
     if mode is not None:
-        if mode not in MODES:
-            raise UserError(f"--planner-mode: unknown mode {mode!r} (expected one of: {', '.join(MODES)})")
+        if mode not in FUSION_MODES:
+            raise UserError(f"--planner-mode: unknown mode {mode!r} (expected one of: {', '.join(FUSION_MODES)})")
         out["mode"] = mode
     return out
 

@@ -10,6 +10,7 @@ import re
 import yaml
 
 from ..errors import PlanError
+from ..text import squash
 from .model import (
     DIRECTIONS,
     KNOWN_FIELDS,
@@ -97,10 +98,6 @@ def _lines(text: str) -> list[str]:
     return lines
 
 
-def _one_line(message: str) -> str:
-    return " ".join(str(message).split())
-
-
 class _Parser:
     def __init__(self, text: str, path: str | None):
         self.lines = _lines(text)
@@ -108,7 +105,7 @@ class _Parser:
 
     def error(self, message: str, index: int | None) -> PlanError:
         """`index` is 0-based; PlanError wants 1-based lines."""
-        return PlanError(_one_line(message), self.path, None if index is None else index + 1)
+        return PlanError(squash(message), self.path, None if index is None else index + 1)
 
     def parse(self) -> Plan:
         front, close = self.front_matter()

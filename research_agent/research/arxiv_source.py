@@ -35,6 +35,7 @@ import requests
 from lxml import etree
 from requests.adapters import HTTPAdapter
 
+from ..retry import retrying
 from .base import SourceItem, SourceUnavailable
 from .http import Http
 
@@ -269,21 +270,15 @@ class ArxivSource:
         client = self._client(fetcher, limit)
         search = arxiv.Search(query=query, max_results=limit, sort_by=arxiv.SortCriterion.Relevance)
         results: list[arxiv.Result] = []
-        delay = self.http.backoff
-        for attempt in range(self.http.retries + 1):
+
+        def fetch() -> None:
             try:
                 for result in client.results(search, offset=len(results)):
                     results.append(result)
-                break
             except arxiv.UnexpectedEmptyPageError as error:
                 # a later page came back empty (arXiv does this now and then): retry from where we are
                 forget(self.http, error.url)
-                if attempt == self.http.retries:
-                    logger.warning("arXiv query %r: page at %d stayed empty; keeping %d results",
-                                   query, len(results), len(results))
-                    break
-                time.sleep(delay)
-                delay *= 2
+                raise
             except arxiv.HTTPError as error:
                 detail = f": {fetcher.error}" if fetcher.error else ""
                 raise SourceUnavailable(f"arXiv query '{query}': HTTP {error.status}{detail}") from None
@@ -293,6 +288,12 @@ class ArxivSource:
                 raise SourceUnavailable(f"arXiv query '{query}': {type(error).__name__}") from None
             except (ValueError, etree.LxmlError) as error:  # a feed the screening let through but the client can't read
                 raise SourceUnavailable(f"arXiv query '{query}': unreadable feed ({type(error).__name__})") from None
+
+        try:
+            retrying(fetcher.what, attempts=self.http.retries + 1, base=self.http.backoff,
+                     retry_if=lambda error: isinstance(error, arxiv.UnexpectedEmptyPageError))(fetch)
+        except arxiv.UnexpectedEmptyPageError:
+            logger.warning("arXiv query %r: page at %d stayed empty; keeping %d results", query, len(results), len(results))
         self.skipped = fetcher.skipped
         items = []
         for result in results:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
-KINDS = ("paper", "repo", "fork", "pr", "note", "competitor")
-
 
 @dataclass
 class SourceItem:
@@ -18,7 +16,7 @@ class SourceItem:
     """
 
     id: str
-    kind: str
+    kind: str  # paper | repo | fork | pr | note | competitor
     title: str
     url: str = ""
     text: str = ""

@@ -32,6 +32,7 @@ from github.PaginatedList import PaginatedList
 from github.Repository import Repository
 from urllib3.util.retry import Retry
 
+from ..retry import HTTP_RETRY_STATUSES
 from .base import SourceItem
 from .http import Http
 
@@ -59,10 +60,6 @@ PERF_WORDS = re.compile(
 
 def is_performance(*texts: str | None) -> bool:
     return any(text and PERF_WORDS.search(text) for text in texts)
-
-
-class _Unavailable(Exception):
-    """GitHub cannot answer this call; the notice is already recorded."""
 
 
 def _raw(obj: GithubObject) -> dict[str, Any]:
@@ -233,7 +230,7 @@ class GitHubSource:
 
     def _client(self, per_page: int) -> github.Github:
         retry = Retry(total=min(self.http.retries, 2), connect=min(self.http.retries, 2), read=0,
-                      status=min(self.http.retries, 2), status_forcelist=(500, 502, 503),
+                      status=min(self.http.retries, 2), status_forcelist=sorted(HTTP_RETRY_STATUSES - {429}),  # 429: the rate-limit handling's
                       backoff_factor=self.http.backoff / 2, respect_retry_after_header=False,
                       raise_on_status=False)
         return github.Github(auth=self._auth, base_url=self.endpoint, timeout=max(1, int(self.http.timeout)),

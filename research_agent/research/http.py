@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -18,10 +17,10 @@ from pathlib import Path
 import requests
 import requests_cache
 
+from ..retry import HTTP_RETRY_STATUSES, Transient, retry_after, retrying
 from .base import SourceUnavailable
 
 DEFAULT_MAX_AGE = timedelta(days=7)
-RETRY_STATUSES = {429, 500, 502, 503, 504}
 
 
 def cache_dir() -> Path:
@@ -72,38 +71,28 @@ class Http:
                 self.network_requests += 1
 
     def request(self, method: str, url: str, what: str, **kwargs) -> requests.Response:
-        """A request with retries and backoff on 429/5xx and timeouts, honouring Retry-After.
+        """A request with retries (`retry.retrying`: backoff with jitter) on 429/5xx and network errors,
+        honouring Retry-After (up to 60 s).
 
         Raises SourceUnavailable (naming `what`) when it gives up, or offline on a cache miss.
         """
         kwargs.setdefault("timeout", self.timeout)
-        delay = self.backoff
-        for attempt in range(self.retries + 1):
+
+        def attempt() -> requests.Response:
             try:
                 response = self.session.request(method, url, **kwargs)
             except requests.RequestException as error:
-                if attempt == self.retries:
-                    raise SourceUnavailable(f"{what}: {type(error).__name__}") from None
-                time.sleep(delay)
-                delay *= 2
-                continue
+                raise Transient(type(error).__name__) from error
             self.count(response)
             if self.offline and response.status_code == 504:  # requests-cache's answer to a miss
                 raise SourceUnavailable(f"{what}: not in the cache (offline)")
-            if response.status_code not in RETRY_STATUSES or attempt == self.retries:
-                break
-            time.sleep(retry_after(response, delay))
-            delay *= 2
-        if response.status_code in RETRY_STATUSES:
-            raise SourceUnavailable(f"{what}: HTTP {response.status_code} after {self.retries + 1} tries")
-        return response
+            if response.status_code in HTTP_RETRY_STATUSES:
+                raise Transient(f"HTTP {response.status_code}", after=retry_after(response.headers), value=response)
+            return response
 
-
-def retry_after(response: requests.Response, default: float) -> float:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return default
-    try:
-        return min(float(value), 60.0)
-    except ValueError:
-        return default
+        try:
+            return retrying(what, attempts=self.retries + 1, base=self.backoff)(attempt)
+        except Transient as gave_up:
+            if gave_up.value is not None:
+                raise SourceUnavailable(f"{what}: HTTP {gave_up.value.status_code} after {self.retries + 1} tries") from None
+            raise SourceUnavailable(f"{what}: {gave_up.reason}") from None

@@ -14,6 +14,7 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
+from ..text import first_line
 from .base import SourceItem
 
 NOTE_SUFFIXES = (".md", ".markdown", ".txt", ".pdf")
@@ -37,14 +38,6 @@ def _rel_id(path: Path, root: Path) -> str:
 
 def _mtime_date(path: Path) -> str:
     return date.fromtimestamp(path.stat().st_mtime).isoformat()
-
-
-def _first_line(text: str) -> str:
-    for line in text.splitlines():
-        line = line.strip()
-        if line:
-            return line
-    return ""
 
 
 def _markdown_title(text: str) -> str:
@@ -119,7 +112,7 @@ class LocalNotes:
             except Exception as error:  # pypdf raises many kinds on a damaged file
                 self._notice(f"local notes: {meta['path']} is not a readable PDF ({type(error).__name__}), skipped")
                 return None
-            title = title or _first_line(text)
+            title = title or first_line(text)
             meta["format"] = "pdf"
         else:
             try:
@@ -128,7 +121,7 @@ class LocalNotes:
                 self._notice(f"local notes: cannot read {meta['path']} ({error.strerror or type(error).__name__}), skipped")
                 return None
             is_markdown = path.suffix.lower() in (".md", ".markdown")
-            title = (_markdown_title(text) if is_markdown else "") or _first_line(text).lstrip("#").strip()
+            title = (_markdown_title(text) if is_markdown else "") or first_line(text).lstrip("#").strip()
             meta["format"] = "markdown" if is_markdown else "text"
         if len(text) > MAX_TEXT:
             text = text[:MAX_TEXT]

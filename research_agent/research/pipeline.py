@@ -179,14 +179,15 @@ def write_artifacts(evidence: Evidence, out_dir: Path) -> None:
     for item in evidence.selected:
         quoted = "\n".join("> " + line for line in item.text.strip().splitlines()[:80])
         why = item.meta.get("selected_because", "")
-        (notes_dir / f"{safe_name(item.id)}.md").write_text(
+        (notes_dir / f"{note_file_stem(item.id)}.md").write_text(
             f"# {item.title}\n\n- id: {item.id}\n- url: {item.url or '(local)'}\n- source: {item.source}\n"
             f"- selected: {why}\n\nQuoted as untrusted data:\n\n{quoted}\n",
             encoding="utf-8",
         )
 
 
-def safe_name(item_id: str) -> str:
+def note_file_stem(item_id: str) -> str:
+    """A source id as a file name (mine.safe_name is the other thing: a clone's folder from its URL)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", item_id).strip("_")[:120]
 
 

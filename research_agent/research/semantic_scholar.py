@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 
+from ..text import one_line
 from .base import SourceItem, SourceUnavailable
 from .http import Http
 
@@ -51,7 +52,7 @@ def _error_text(response) -> str:
     if isinstance(data, dict):
         message = data.get("error") or data.get("message")
         if isinstance(message, str):
-            return " ".join(message.split())[:200]
+            return one_line(message, 200)
     return ""
 
 

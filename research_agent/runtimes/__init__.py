@@ -1,32 +1,53 @@
-"""Coding-agent runtimes, registered in one place."""
+"""Coding-agent runtimes, registered in one place: `RUNTIMES` is the only list of their names (task
+validation, the CLI's help and `make_runtime` read it). Each is imported only when it is made."""
 
 from __future__ import annotations
+
+from typing import Callable
 
 from ..errors import UserError
 from .base import Brief, Runtime, RuntimeResult
 
 
+def _patch(options: dict, timeout: float) -> Runtime:
+    from .patch import PatchRuntime
+
+    return PatchRuntime(timeout=min(timeout, 120))
+
+
+def _command(options: dict, timeout: float) -> Runtime:
+    from .command import CommandRuntime
+
+    command = options.get("command")
+    if not command:
+        raise UserError("runtime 'command' needs a command: use --runtime-cmd 'agent --message-file {brief}'")
+    return CommandRuntime(command, timeout=timeout)
+
+
+def _claude_code(options: dict, timeout: float) -> Runtime:
+    from .claude_code import ClaudeCodeRuntime
+
+    return ClaudeCodeRuntime(options, timeout=timeout)
+
+
+def _codex(options: dict, timeout: float) -> Runtime:
+    from .codex import CodexRuntime
+
+    return CodexRuntime(options, timeout=timeout)
+
+
+# name -> factory(options, timeout); the order is the order shown to users.
+RUNTIMES: dict[str, Callable[[dict, float], Runtime]] = {
+    "patch": _patch, "command": _command, "claude-code": _claude_code, "codex": _codex,
+}
+RUNTIME_NAMES = tuple(RUNTIMES)
+
+
 def make_runtime(name: str, options: dict, timeout: float) -> Runtime:
-    if name == "patch":
-        from .patch import PatchRuntime
-
-        return PatchRuntime(timeout=min(timeout, 120))
-    if name == "command":
-        from .command import CommandRuntime
-
-        command = options.get("command")
-        if not command:
-            raise UserError("runtime 'command' needs a command: use --runtime-cmd 'agent --message-file {brief}'")
-        return CommandRuntime(command, timeout=timeout)
-    if name == "claude-code":
-        from .claude_code import ClaudeCodeRuntime
-
-        return ClaudeCodeRuntime(options, timeout=timeout)
-    if name == "codex":
-        from .codex import CodexRuntime
-
-        return CodexRuntime(options, timeout=timeout)
-    raise UserError(f"unknown runtime '{name}' (available: patch, command, claude-code, codex)")
+    factory = RUNTIMES.get(name)
+    if factory is None:
+        raise UserError(f"unknown runtime '{name}' (available: {', '.join(RUNTIME_NAMES)})")
+    return factory(options, timeout)
 
 
-__all__ = ["Brief", "Runtime", "RuntimeResult", "make_runtime"]
+__all__ = ["Brief", "RUNTIMES", "RUNTIME_NAMES", "Runtime", "RuntimeResult", "make_runtime"]

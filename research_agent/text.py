@@ -1,0 +1,60 @@
+"""Small text helpers shared by the package: one line of text, clipped; the JSON object in a model's answer.
+
+(`plan.extractive.one_line` is a different thing: it also makes untrusted text safe for a plan file.)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+ELLIPSIS = "…"
+
+
+def squash(text: Any) -> str:
+    """Every run of white space (newlines included) as one space; no leading or trailing space."""
+    return " ".join(str(text).split())
+
+
+def clip(text: str, limit: int | None) -> str:
+    """At most `limit` characters, the last an ellipsis when something was cut (None: no limit)."""
+    if limit is None or len(text) <= limit:
+        return text
+    return text[: max(0, limit - 1)] + ELLIPSIS
+
+
+def one_line(text: Any, limit: int | None = None) -> str:
+    """`text` squashed to one line and clipped to `limit` characters: for messages and notices."""
+    return clip(squash(text), limit)
+
+
+def first_line(text: str) -> str:
+    """The first line that is not blank, stripped ("" when there is none)."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def last_line(text: str) -> str:
+    """The last line that is not blank, stripped ("" when there is none)."""
+    return next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "")
+
+
+_OPEN_BRACE = re.compile(r"\{")
+
+
+def first_json_object(text: str, key: str | None = None) -> dict | None:
+    """The first JSON object in a model's answer: bare, inside a ```json fence, after prose or reasoning,
+    or beside broken ones. With `key`, the first object that has it wins over earlier ones. None: no object."""
+    decoder = json.JSONDecoder()
+    found = None
+    for match in _OPEN_BRACE.finditer(text or ""):
+        try:
+            value, _end = decoder.raw_decode(text, match.start())
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            if key is None or key in value:
+                return value
+            if found is None:
+                found = value
+    return found

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..errors import PlanError, UserError
-from ..research.base import Evidence, SourceItem
+from ..research.base import Evidence, NothingFound, SourceItem
 from ..research.rank import query_text, score_of
 from .extractive import (
     ExtractiveDistiller,
@@ -151,8 +151,8 @@ class LLMDistiller:
     def plan(self, task: Any, baseline: dict, evidence: Evidence) -> Plan:
         self.result = LLMPlanResult(planner=self.describe())
         context = _Context.build(task, baseline or {}, evidence)
-        if not context.source_ids and not context.patch_drafts:
-            raise UserError(ExtractiveDistiller()._nothing_message(evidence))
+        if not context.source_ids and not context.patch_drafts and not evidence.explore:
+            raise NothingFound(ExtractiveDistiller()._nothing_message(evidence))
         messages = [
             {"role": "system", "content": SYSTEM_PROMPT.format(max_hypotheses=self.max_hypotheses, schema=RESPONSE_SCHEMA)},
             {"role": "user", "content": build_prompt(task, baseline or {}, evidence, context)},
@@ -332,6 +332,7 @@ class _Context:
     patch_drafts: dict[str, _Draft]  # patch id -> its draft (same object for duplicates of one diff)
     patches: list[Any]  # the CandidatePatch objects shown, in order
     notes: list[str]  # mined but unusable, from the extractive checks
+    explore: bool = False  # no sources on purpose: hypotheses may cite none
 
     @classmethod
     def build(cls, task: Any, baseline: dict, evidence: Evidence) -> "_Context":
@@ -367,7 +368,7 @@ class _Context:
             if extractive._round_trips(_probe_hypothesis(item.id), entry):
                 source_ids.append(item.id)
                 titles.setdefault(item.id, _item_title(item))
-        return cls(titles, source_ids, items, patch_drafts, patches, notes)
+        return cls(titles, source_ids, items, patch_drafts, patches, notes, explore=bool(evidence.explore))
 
     def patch_order(self) -> list[tuple[str, _Draft]]:
         seen: set[int] = set()
@@ -406,6 +407,12 @@ def build_prompt(task: Any, baseline: dict, evidence: Evidence, context: _Contex
 
     if (evidence.profile or "").strip():
         lines += ["", "# PROFILE", untrusted(evidence.profile[:MAX_PROFILE_CHARS], kind="profile")]
+    if evidence.explore:
+        # ablate's control arm (or exploring): nothing was read on purpose; the ideas come from the code.
+        lines += ["", "# NO SOURCES", "Nothing was read for this plan, on purpose: propose your own ideas from the "
+                  "code, the baseline and the profile; every hypothesis has \"sources\": [] and \"patch\": null."]
+    if (evidence.code or "").strip():
+        lines += ["", "# CODE (the target's files)", untrusted(evidence.code, kind="code")]
 
     query = query_text(task)
     lines += ["", f"# SOURCES (ranked, best first; {len(context.source_ids)} shown)"]
@@ -617,7 +624,7 @@ def validate_answer(data: dict, context: _Context, max_hypotheses: int = MAX_HYP
             elif sid:
                 invented.append(sid)
         shown = ", ".join(repr(one_line(s, 80)) for s in invented[:5]) + (" …" if len(invented) > 5 else "")
-        if patch is None and not real:
+        if patch is None and not real and not context.explore:
             why = f"it cites only invented source ids ({shown})" if invented else "it cites no source"
             warnings.append(f"{label}: dropped: {why}")
             continue

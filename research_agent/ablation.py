@@ -206,13 +206,14 @@ class Ablation(Orchestrator):
         return plan_baseline(self._baseline_dict())
 
     def _count(self, plan: Plan | None) -> int:
-        """Experiments per arm: --experiments N, else the research arm's plan size (remembered for the others)."""
+        """Experiments per arm: --experiments N, else the research arm's plan size (at least `parallel` and
+        `research.explore`; remembered for the other arms)."""
         settings = self.settings
         if settings.get("experiments"):
             return int(settings["experiments"])
         if settings.get("n"):
             return int(settings["n"])
-        n = max(len(plan.hypotheses) if plan else 0, self.task.experiments.parallel)
+        n = max(len(plan.hypotheses) if plan else 0, self.task.experiments.parallel, self.task.research.explore)
         if plan is not None:
             options = self.ledger.options()
             options["ablate"] = {**settings, "n": n}

@@ -305,7 +305,7 @@ class Orchestrator:
         workers = self.backend.provision(self.task.experiments.parallel)
         free = list(workers)
         pending = list(items)
-        running: dict[Future, str] = {}
+        running: dict[Future, tuple[str, dict]] = {}  # worker, experiment row
         with ThreadPoolExecutor(max_workers=len(workers)) as pool:
             while pending or running:
                 while pending and free and not proc.stopping():

@@ -216,3 +216,14 @@ def test_old_ledgers_stay_readable(tmp_path):
     (row,) = ledger.experiments()
     assert row["id"] == "r1-H1" and row["arm"] is None and row["origin"] is None and ledger.arms() == []
     ledger.close()
+
+
+def test_dryrun_on_skypilot_writes_the_tasks_and_launches_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    done = cli("ablate", "tasks/demo/task.yaml", "--offline", "--runtime", "command", "--runtime-cmd", "true {brief}",
+               "--backend", "skypilot", "--dryrun", "--experiments", "2", "--run-dir", str(run_dir))
+    assert done.returncode == 0, done.stderr
+    assert (run_dir / "sky" / "cluster.yaml").is_file() and "nothing launched" in done.stdout
+    (run,) = rows(run_dir, "SELECT status, options FROM runs")
+    assert run["status"] == "dryrun" and json.loads(run["options"])["ablate"]["experiments"] == 2
+    assert rows(run_dir, "SELECT * FROM experiments") == [] and rows(run_dir, "SELECT * FROM arms") == []

@@ -101,8 +101,11 @@ class Ablation(Orchestrator):
         evidence = None
         for label in self.labels:
             path = self.run.path / "arms" / label / "plan.md"
-            if path.exists():
-                self.arms[label] = ArmRun(self.run.path, self.run.run_id, self.task, load_plan(path), self.ledger, label)
+            if path.exists():  # resumed: the plan was written (its arm row too, unless killed in between)
+                plan = load_plan(path)
+                self.arms[label] = ArmRun(self.run.path, self.run.run_id, self.task, plan, self.ledger, label)
+                self.ledger.add_arm(label, arm_of(label), int(label.rsplit("-", 1)[1]), plan.front.get("planner", "extractive"),
+                                    self.ledger.run()["base_commit"])
                 continue
             self.progress.message = f"plan: {label}"
             if arm_of(label) == "research":

@@ -227,3 +227,18 @@ def test_dryrun_on_skypilot_writes_the_tasks_and_launches_nothing(tmp_path):
     (run,) = rows(run_dir, "SELECT status, options FROM runs")
     assert run["status"] == "dryrun" and json.loads(run["options"])["ablate"]["experiments"] == 2
     assert rows(run_dir, "SELECT * FROM experiments") == [] and rows(run_dir, "SELECT * FROM arms") == []
+
+
+def test_seeds_repeat_each_arm_and_a_null_difference_is_called_not_significant(tmp_path):
+    task, agent = synthetic(tmp_path)  # research finds nothing offline: both arms explore the same no-op
+    done = cli("ablate", str(task), "--offline", "--runtime", "command", "--runtime-cmd", agent, "--experiments", "1",
+               "--seeds", "2", "--run-dir", "run", cwd=tmp_path, env={"RESEARCH_AGENT_CACHE": str(tmp_path / "cache")})
+    assert done.returncode == 0, done.stderr
+    run_dir = tmp_path / "run"
+    assert [a["label"] for a in rows(run_dir, "SELECT label FROM arms ORDER BY seed, arm DESC")] == [
+        "research-1", "control-1", "research-2", "control-2"]
+    order = [e["arm"] for e in rows(run_dir, "SELECT arm FROM experiments WHERE kind='hypothesis' ORDER BY seq")]
+    assert order == ["research-1", "control-1", "control-2", "research-2"]  # interleaved, the first arm alternating
+    report = (run_dir / "ablation.md").read_text()
+    assert "**Not significant:" in report and "mean over 2 seeds" in report
+    assert all(e["decision"] != "kept" for e in rows(run_dir, "SELECT decision FROM experiments"))

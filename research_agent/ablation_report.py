@@ -24,6 +24,13 @@ from .ledger import Ledger
 from .plan import load_plan
 
 DIFF_CONFIDENCE = 0.95  # two-sided, across seeds (Student t)
+# Student t's 97.5% quantile by degrees of freedom (no scipy dependency for a handful of seeds).
+T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+def t_quantile(df: int) -> float:
+    return T975[df - 1] if df <= len(T975) else 1.96
 
 
 def source_kind(source_id: str) -> str:
@@ -102,10 +109,7 @@ def difference(research: list[dict], control: list[dict]) -> dict:
         return {"median": None, "ci": None, "k": 0, "how": "no arms"}
     mean = statistics.fmean(deltas)
     if k >= 2:
-        from scipy import stats
-
-        spread = statistics.stdev(deltas) / math.sqrt(k)
-        half = float(stats.t.ppf(0.5 + DIFF_CONFIDENCE / 2, k - 1)) * spread
+        half = t_quantile(k - 1) * statistics.stdev(deltas) / math.sqrt(k)
         return {"median": mean, "ci": [mean - half, mean + half], "k": k, "deltas": deltas,
                 "how": f"mean over {k} seeds, {DIFF_CONFIDENCE:.0%} t-interval across seeds"}
     r, c = research[0]["effect"], control[0]["effect"]
@@ -155,10 +159,8 @@ def _aggregate(figures: list[dict]) -> dict:
     if len(figures) == 1:
         effect = figures[0]["effect"]
     else:
-        from scipy import stats
-
         mean = statistics.fmean(effects)
-        half = float(stats.t.ppf(0.5 + DIFF_CONFIDENCE / 2, len(effects) - 1)) * statistics.stdev(effects) / math.sqrt(len(effects))
+        half = t_quantile(len(effects) - 1) * statistics.stdev(effects) / math.sqrt(len(effects))
         effect = {"median": mean, "ci": [mean - half, mean + half]}
     return {"seeds": len(figures), "experiments": experiments, "kept": kept, "effect": effect,
             "compute_per_kept": compute / kept if kept else None, "llm_per_kept": llm / kept if kept else None,

@@ -224,6 +224,40 @@ def research(
 
 
 @app.command()
+def ablate(
+    repo_or_task: str = typer.Argument(..., help="A task spec (YAML) or a repository path / git URL."),
+    budget_usd: Optional[float] = typer.Option(None, "--budget-usd", help="Each arm's budget in USD (compute + LLM + agent); neither arm overspends."),
+    experiments: Optional[int] = typer.Option(None, "--experiments", help="Experiments per arm (default: the research arm's plan size)."),
+    seeds: int = typer.Option(1, "--seeds", help="Repeat each arm this many times, hypotheses in another order."),
+    bench: Optional[str] = BenchOpt,
+    build: Optional[str] = BuildOpt,
+    check: Optional[str] = CheckOpt,
+    metric: Optional[str] = MetricOpt,
+    direction: Optional[str] = DirectionOpt,
+    runtime: Optional[str] = RuntimeOpt,
+    runtime_cmd: Optional[str] = RuntimeCmdOpt,
+    parallel: Optional[int] = ParallelOpt,
+    repeats: Optional[int] = RepeatsOpt,
+    min_effect: Optional[float] = MinEffectOpt,
+    run_dir: Optional[Path] = RunDirOpt,
+    allow_dirty: bool = AllowDirtyOpt,
+    offline: bool = OfflineOpt,
+    planner_models: Optional[str] = PlannerModelsOpt,
+    planner_judge: Optional[str] = PlannerJudgeOpt,
+    planner_mode: Optional[str] = PlannerModeOpt,
+    backend: Optional[str] = BackendOpt,
+    dryrun: bool = DryrunOpt,
+) -> None:
+    """Did research pay? A research arm and a control arm (no sources) from one baseline, same runtime and budget."""
+    from .commands import ablate as run_ablate
+
+    planner = _planner(planner_models, planner_judge, planner_mode)
+    overrides = dict(bench=bench, build=build, check=check, metric=metric, direction=direction, runtime=runtime,
+                     runtime_cmd=runtime_cmd, parallel=parallel, repeats=repeats, min_effect=min_effect)
+    run_ablate(repo_or_task, overrides, run_dir, allow_dirty, offline, planner, backend, dryrun, budget_usd, experiments, seeds)
+
+
+@app.command()
 def resume(
     run_dir: Path = typer.Argument(..., help="Run directory of a killed or interrupted run."),
     task: Optional[Path] = typer.Option(None, "--task", help="Refuse to resume unless the run belongs to this task."),

@@ -154,6 +154,8 @@ def _execute(run) -> None:
     from .view import live
 
     backend = make_backend(run)
+    if run.ledger.options().get("ablate"):
+        from .ablation import Ablation as Orchestrator  # noqa: N814 — same loop, two arms
     orchestrator = Orchestrator(run, backend)
     backend.notify = lambda line: orchestrator.notify(line)  # the live view's notifier, once it is set
     try:
@@ -173,6 +175,12 @@ def _execute(run) -> None:
         print(f"  continue: research-agent resume {shlex.quote(where)}")
         return
     paths = write_reports(run.path, quiet=True)
+    if run.ledger.options().get("ablate"):
+        from .ablation_report import summary_lines
+
+        for line in summary_lines(run.path):
+            print(line)
+        return
     _summary(run, paths)
 
 
@@ -223,8 +231,13 @@ def write_reports(run_dir: Path, quiet: bool = False) -> dict:
     from .report import write_report
     from .rundir import open_run
 
-    open_run(run_dir)  # a clear error for a path that is not a run directory
-    paths = write_report(run_dir)
+    run = open_run(run_dir)  # a clear error for a path that is not a run directory
+    if run.ledger.options().get("ablate"):
+        from .ablation_report import write_ablation_report
+
+        paths = write_ablation_report(run_dir)
+    else:
+        paths = write_report(run_dir)
     if not quiet:
         for path in paths.values():
             print(path)
@@ -291,3 +304,40 @@ def down(run_dir: Path | None, everything: bool) -> None:
         raise UserError("down needs RUN_DIR, or --all for everything research-agent launched")
     for line in down_command(run_dir, everything):
         print(line)
+
+
+def ablate(task_or_repo: str, overrides: dict, run_dir: Path | None, allow_dirty: bool, offline: bool, planner: dict | None,
+           backend: str | None, dryrun: bool, budget_usd: float | None, experiments: int | None, seeds: int) -> None:
+    """Two arms (research, control) from one shared baseline; see ablation.py."""
+    from . import rundir
+    from .ablation import check_runtime
+    from .plan.choose import check_planner, merge_planner
+
+    if budget_usd is not None and experiments is not None:
+        raise UserError("ablate compares at equal budget or at equal experiments: give --budget-usd or --experiments, not both")
+    if experiments is not None and experiments < 1:
+        raise UserError(f"--experiments must be at least 1, got {experiments}")
+    if seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {seeds}")
+    task = load_task_for(task_or_repo, None, overrides)
+    task = _with_backend(task, backend, dryrun, budget_usd)
+    if planner:
+        task = task.model_copy(update={"planner": merge_planner(task.planner, planner)})
+    check_runtime(task)
+    check_planner(task, offline, explicit=bool(planner))
+    default = rundir.default_run_dir(task)
+    path = run_dir or default.with_name(f"ablate-{default.name}")
+    options = {"offline": offline, "planner_explicit": bool(planner),
+               "ablate": {"seeds": seeds, "experiments": experiments, "budget_usd": budget_usd}}
+    if dryrun:
+        options["dryrun"] = True
+    run, notice = rundir.create(task, None, path, allow_dirty, options)
+    if notice:
+        err.print(f"note: {notice}")
+    err.print(f"ablation {run.run_id} in {shown(path)}: research vs control, {seeds} seed(s), "
+              + (f"${budget_usd:g} per arm" if budget_usd else f"{experiments} experiment(s) per arm" if experiments
+                 else "as many experiments per arm as the research arm's plan holds"))
+    if dryrun:
+        _dry_run(run)
+        return
+    _execute(run)

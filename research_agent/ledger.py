@@ -126,6 +126,20 @@ MIGRATIONS = [
     );
     ALTER TABLE experiments ADD COLUMN checks TEXT;  -- JSON: guards, holdout, identical build
     """,
+    # 4: `ablate` — one ledger, two arms (research, control), each repeated over seeds; NULL arm: an optimize run
+    """
+    ALTER TABLE experiments ADD COLUMN arm TEXT;     -- research-<seed> | control-<seed>
+    ALTER TABLE experiments ADD COLUMN origin TEXT;  -- research (grounded in sources) | explore (agent-proposed)
+    CREATE TABLE arms (
+        label TEXT PRIMARY KEY,          -- research-1, control-1, ...
+        arm TEXT NOT NULL,               -- research | control
+        seed INTEGER NOT NULL,
+        planner TEXT,                    -- who wrote the arm's plan (extractive, a model, explore)
+        best_commit TEXT,                -- the arm's winners stacked on the shared baseline
+        status TEXT NOT NULL,            -- planned | done
+        created REAL NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -191,14 +205,15 @@ class Ledger:
 
     # --- experiments ------------------------------------------------------------------------
 
-    def add_experiment(self, exp_id: str, hypothesis: str, title: str, round_no: int, kind: str = "hypothesis") -> bool:
+    def add_experiment(self, exp_id: str, hypothesis: str, title: str, round_no: int, kind: str = "hypothesis",
+                       arm: str | None = None, origin: str | None = None) -> bool:
         """Insert a pending experiment; returns False if it already exists (resume)."""
         with self._lock:
             seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM experiments").fetchone()[0]
             cursor = self._db.execute(
-                "INSERT OR IGNORE INTO experiments (id, hypothesis, title, round, kind, status, seq)"
-                " VALUES (?,?,?,?,?, 'pending', ?)",
-                (exp_id, hypothesis, title, round_no, kind, seq),
+                "INSERT OR IGNORE INTO experiments (id, hypothesis, title, round, kind, status, seq, arm, origin)"
+                " VALUES (?,?,?,?,?, 'pending', ?, ?, ?)",
+                (exp_id, hypothesis, title, round_no, kind, seq, arm, origin),
             )
             return cursor.rowcount == 1
 
@@ -298,6 +313,22 @@ class Ledger:
     def _latest_attempt(self, exp_id: str) -> int:
         row = self._execute("SELECT MAX(attempt) FROM samples WHERE experiment_id=?", (exp_id,)).fetchone()
         return row[0] or 0
+
+    # --- ablation arms ----------------------------------------------------------------------
+
+    def add_arm(self, label: str, arm: str, seed: int, planner: str | None, best_commit: str) -> None:
+        self._execute("INSERT OR IGNORE INTO arms (label, arm, seed, planner, best_commit, status, created)"
+                      " VALUES (?,?,?,?,?, 'planned', ?)", (label, arm, seed, planner, best_commit, time.time()))
+
+    def update_arm(self, label: str, **fields: Any) -> None:
+        sets = ", ".join(f"{key}=?" for key in fields)
+        self._execute(f"UPDATE arms SET {sets} WHERE label=?", (*fields.values(), label))
+
+    def arms(self) -> list[dict]:
+        return self._rows("SELECT * FROM arms ORDER BY seed, arm DESC")
+
+    def costs(self) -> list[dict]:
+        return self._rows("SELECT * FROM costs ORDER BY id")
 
     # --- every metric, worker noise ---------------------------------------------------------
 

@@ -19,6 +19,7 @@ from typing import Callable
 
 from . import experiment, proc
 from .brief import write_brief
+from .explore import origin
 from .backends.base import WorkersUnavailable
 from .errors import BaselineError, TaskError
 from .experiment import BaselineJob, Commands, Holdout, HoldoutBench, Job, JobResult
@@ -154,8 +155,12 @@ class Orchestrator:
 
     def research(self) -> None:
         """No plan yet: read, rank, mine, and write one (the LLM planner, or the extractive distiller)."""
+        from .errors import UserError
+        from .explore import can_explore, explore_hypotheses, explore_plan, nothing_found_line
         from .plan import load_plan, save_plan
         from .plan.choose import choose_distiller
+        from .plan.extractive import plan_baseline
+        from .research.base import Evidence, NothingFound
         from .research.pipeline import run_research
 
         self.progress.message = "research"
@@ -163,24 +168,37 @@ class Orchestrator:
         run = self.ledger.run()
         out_dir = self.run.path / "research"
         profile_file = out_dir / "profile.txt"
-        evidence = run_research(
-            self.task, self.run.repo_dir, run["best_commit"], out_dir,
-            offline=bool(self.ledger.options().get("offline")), notify=self.notify,
-            profile=profile_file.read_text(encoding="utf-8") if profile_file.exists() else "",
-        )
-        self._check_stop()
         baseline = {"median": run["baseline_median"], "cv": run["baseline_cv"], "samples": self.ledger.samples(BASELINE, BASELINE)}
-        options = self.ledger.options()
-        distiller, notice = choose_distiller(self.task, offline=bool(options.get("offline")),
-                                             explicit=bool(options.get("planner_explicit")), ledger=self.ledger,
-                                             notify=self.notify)
-        if notice:
-            self.ledger.event("notice", notice)
-            self.notify(f"note: {notice}")
-        plan = distiller.plan(self.task, baseline, evidence)
-        for line in getattr(getattr(distiller, "result", None), "warnings", None) or []:
-            self.ledger.event("plan_note", line)
-            self.notify(f"plan: {line}")
+        try:
+            evidence = run_research(
+                self.task, self.run.repo_dir, run["best_commit"], out_dir,
+                offline=bool(self.ledger.options().get("offline")), notify=self.notify,
+                profile=profile_file.read_text(encoding="utf-8") if profile_file.exists() else "",
+            )
+            self._check_stop()
+            options = self.ledger.options()
+            distiller, notice = choose_distiller(self.task, offline=bool(options.get("offline")),
+                                                 explicit=bool(options.get("planner_explicit")), ledger=self.ledger,
+                                                 notify=self.notify)
+            if notice:
+                self.ledger.event("notice", notice)
+                self.notify(f"note: {notice}")
+            plan = distiller.plan(self.task, baseline, evidence)
+            for line in getattr(getattr(distiller, "result", None), "warnings", None) or []:
+                self.ledger.event("plan_note", line)
+                self.notify(f"plan: {line}")
+            if self.task.research.explore and can_explore(self.task):  # by choice: explore beside research
+                first = len([h for h in plan.hypotheses if h.id.startswith("X")]) + 1
+                plan.hypotheses.extend(explore_hypotheses(self.task, self.task.research.explore, first))
+        except NothingFound as nothing:
+            if not can_explore(self.task):
+                raise UserError(nothing_found_line(str(nothing))) from None
+            count = self.task.research.explore or self.task.experiments.parallel
+            line = f"{str(nothing).split('. ')[0]}; the {self.task.runtime.name} agent explores {count} idea(s) of its own"
+            self.ledger.event("explore", line, count=count)
+            self.notify(line)
+            plan = explore_plan(self.task, count, plan_baseline(baseline), "Research found nothing to try.")
+            evidence = Evidence(items=[], selected=[])
         from .between import after_first_research
 
         self.run.plan = plan
@@ -197,7 +215,7 @@ class Orchestrator:
         """Run one round; returns True if a next round makes sense (the best commit moved)."""
         hypotheses = self.round_hypotheses(round_no)
         for hyp in hypotheses:
-            self.ledger.add_experiment(exp_id(round_no, hyp.id), hyp.id, hyp.title, round_no)
+            self.ledger.add_experiment(exp_id(round_no, hyp.id), hyp.id, hyp.title, round_no, origin=origin(hyp))
         todo = [e for e in self.ledger.experiments("hypothesis") if e["round"] == round_no and e["status"] != "done"]
         self.progress.message = f"round {round_no}: {len(todo)} experiment(s)"
         self._run_parallel([(e, self.run.plan.hypothesis(e["hypothesis"])) for e in todo])
@@ -287,19 +305,22 @@ class Orchestrator:
         workers = self.backend.provision(self.task.experiments.parallel)
         free = list(workers)
         pending = list(items)
-        running: dict[Future, str] = {}
+        running: dict[Future, tuple[str, dict]] = {}  # worker, experiment row
         with ThreadPoolExecutor(max_workers=len(workers)) as pool:
             while pending or running:
-                while pending and free and not proc.stopping() and self._within_budget():
-                    row, hyp = pending.pop(0)
+                while pending and free and not proc.stopping():
+                    index = self._next_launch(pending, list(running.values()))
+                    if index is None:
+                        break
+                    row, hyp = pending.pop(index)
                     worker = free.pop(0)
                     future = pool.submit(self._run_one, row, hyp, worker=worker)
-                    running[future] = worker
-                if (proc.stopping() or self._budget_stop) and not running:
+                    running[future] = (worker, row)
+                if not running:  # nothing runs and nothing may start: stopping, or out of budget
                     break
                 done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
                 for future in done:
-                    free.append(running.pop(future))
+                    free.append(running.pop(future)[0])
                     future.result()  # surface orchestrator bugs; experiment failures are recorded, not raised
                 if running and not proc.stopping() and self._crossing_budget():
                     proc.stop_all()  # the running experiments stop undecided; resume repeats them
@@ -309,6 +330,14 @@ class Orchestrator:
             self.ledger.event("budget", f"stopped before deciding: {', '.join(restarted)}" if restarted else self._budget_stop)
         self._check_stop()
 
+    def _next_launch(self, pending: list[tuple[dict, Hypothesis | None]], running: list[tuple[str, dict]]) -> int | None:
+        """Which pending experiment starts next (an index), or None to start none now."""
+        return 0 if self._within_budget() else None
+
+    def _context(self, row: dict | None):
+        """Task, plan and ledger an experiment's brief is written from (ablate: its arm's plan)."""
+        return self.run
+
     def _run_one(self, row: dict, hyp: Hypothesis | None, worker: str = "local-1", base_commit: str | None = None, diff: str | None = None) -> None:
         exp = row["id"]
         base = base_commit or self.ledger.run()["best_commit"]
@@ -317,7 +346,7 @@ class Orchestrator:
         self.progress.phase[exp] = "starting"
         self.progress.started[exp] = time.monotonic()
         if hyp is not None:
-            self._set_plan_status(hyp.id, "running")
+            self._set_plan_status(hyp.id, "running", row)
         exp_dir = self.run.exp_dir(exp)
         try:
             job, runtime = self._job(row, hyp, exp_dir, attempt, diff, worker)
@@ -338,11 +367,12 @@ class Orchestrator:
     def _job(self, row: dict, hyp: Hypothesis | None, exp_dir: Path, attempt: int, diff: str | None, worker: str):
         exp = row["id"]
         if hyp is not None:
-            brief = write_brief(self.run, hyp, exp_dir)
+            brief = write_brief(self._context(row), hyp, exp_dir)
             runtime = self._make_runtime()
             self._show_notices(getattr(runtime, "notices", []))
         else:  # a combination step re-applies a winner's recorded patch
-            brief = write_brief(self.run, self.run.plan.hypothesis(row["hypothesis"]), exp_dir, diff=diff)
+            context = self._context(row)
+            brief = write_brief(context, context.plan.hypothesis(row["hypothesis"]), exp_dir, diff=diff)
             runtime = PatchRuntime()
         gate = self.new_gate()
 
@@ -394,7 +424,7 @@ class Orchestrator:
         )
         self.progress.phase.pop(exp, None)
         if hyp is not None:
-            self._set_plan_status(hyp.id, decision)
+            self._set_plan_status(hyp.id, decision, row)
         effect = f" ({result.effect['median']:+.1%})" if result.effect else ""
         self.notify(f"{exp} {row['title']}: {decision}{effect} — {result.reason}")
 
@@ -489,10 +519,11 @@ class Orchestrator:
             self.ledger.event("notice", line)
             self.notify(f"note: {line}")
 
-    def _set_plan_status(self, hid: str, status: str) -> None:
+    def _set_plan_status(self, hid: str, status: str, row: dict | None = None) -> None:
         with self._plan_lock:
-            self.run.plan.set_status(hid, status)
-            self.run.save_plan()
+            context = self._context(row)
+            context.plan.set_status(hid, status)
+            context.save_plan()
 
     def _check_stop(self) -> None:
         if self._signal is not None:

@@ -136,6 +136,7 @@ def build_context(run_dir: Path, view: LedgerView) -> dict:
         "total_cost": fmt_usd(view.total_cost),
         "costs_by_kind": {kind: fmt_usd(usd) for kind, usd in sorted(view.costs_by_kind.items())},
         "cost_per_kept": fmt_usd(view.total_cost / (len(status["kept"]["in_best"]) or len(kept))) if kept else None,
+        "origins": _origins(run_dir),
         "base_commit": base_commit,
         "best_commit": best_commit,
         "improved": improved,
@@ -578,6 +579,9 @@ def render_markdown(c: dict) -> str:
             f"- Cost: {c['total_cost']}" + (" (" + ", ".join(f"{k} {v}" for k, v in c["costs_by_kind"].items()) + ")"
                                             if c["costs_by_kind"] else ""),
             f"- Cost per kept improvement: {c['cost_per_kept']}" if c.get("cost_per_kept") else "- Cost per kept improvement: – (nothing kept)"]
+    if c.get("origins"):
+        out.append("- Where ideas came from: " + "; ".join(
+            f"{name} {n['tried']} tried, {n['kept']} kept" for name, n in c["origins"].items()))
     if c["identical_builds"]:
         out.append(f"- Identical build output, not benchmarked: {c['identical_builds']} experiment(s); benchmark time "
                    f"saved {c['saved_text'] or '–'} (at least the gate's first look, at the baseline's run time)")
@@ -710,3 +714,17 @@ def _write_atomic(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def _origins(run_dir: Path) -> dict:
+    """Research-grounded versus explored (agent-proposed) experiments, tried and kept; empty when none explored."""
+    from .ledger import Ledger
+
+    rows = Ledger.open_existing(Path(run_dir) / "ledger.sqlite").experiments("hypothesis")
+    if not any(row.get("origin") == "explore" for row in rows):
+        return {}
+    out = {}
+    for name, label in (("research", "research-grounded"), ("explore", "explored")):
+        mine = [row for row in rows if (row.get("origin") or "research") == name]
+        out[label] = {"tried": len(mine), "kept": sum(1 for row in mine if row["decision"] == "kept")}
+    return out

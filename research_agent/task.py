@@ -275,6 +275,7 @@ class Research(_Strict):
     competitors: StrList = Field(default_factory=list)  # local repo paths or GitHub owner/repo
     forks_of: str | None = None  # GitHub owner/repo; None means the target's origin
     notes: Count = Field(10, ge=0)  # local notes to keep after ranking
+    explore: Count = Field(0, ge=0)  # coding-agent runtimes: this many agent-proposed ("explore") hypotheses too
     weights: FreeDict = Field(default_factory=dict)  # relevance / popularity / recency
     endpoints: FreeDict = Field(default_factory=dict)  # arxiv / semantic_scholar / github base URLs
     arxiv_delay: Number = Field(3.0, ge=0)  # seconds between arXiv requests (their API terms ask for 3)

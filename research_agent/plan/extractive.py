@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import PlanError, UserError
 from ..noise import Noise, pairs_note, unpaired
-from ..research.base import Evidence, SourceItem
+from ..research.base import Evidence, NothingFound, SourceItem
 from ..research.rank import LOCAL_KINDS, query_text, score_of, tokenize
 from .model import Hypothesis, Plan, is_unified_diff, new_plan
 from .parse import parse_plan
@@ -317,7 +317,7 @@ class ExtractiveDistiller:
         drafts += self._technique_drafts(evidence, query, patched_items, notes)
 
         if not drafts:
-            raise UserError(self._nothing_message(evidence))
+            raise NothingFound(self._nothing_message(evidence))
 
         hypotheses = [d.hypothesis(f"H{i}") for i, d in enumerate(drafts, 1)]
         sources: dict[str, str] = {}

@@ -30,8 +30,8 @@ from typing import Any, Callable
 
 from ..errors import PlanError, UserError
 from ..prompts import render
+from ..research.base import Evidence, NothingFound, SourceItem
 from ..text import clip, first_json_object
-from ..research.base import Evidence, SourceItem
 from ..research.rank import query_text, score_of
 from .extractive import (
     ExtractiveDistiller,
@@ -120,8 +120,8 @@ class LLMDistiller:
     def plan(self, task: Any, baseline: dict, evidence: Evidence) -> Plan:
         self.result = LLMPlanResult(planner=self.describe())
         context = _Context.build(task, baseline or {}, evidence)
-        if not context.source_ids and not context.patch_drafts:
-            raise UserError(ExtractiveDistiller()._nothing_message(evidence))
+        if not context.source_ids and not context.patch_drafts and not evidence.explore:
+            raise NothingFound(ExtractiveDistiller()._nothing_message(evidence))
         messages = [
             {"role": "system", "content": render(__file__, "system.j2", max_hypotheses=self.max_hypotheses)},
             {"role": "user", "content": build_prompt(task, baseline or {}, evidence, context)},
@@ -301,6 +301,7 @@ class _Context:
     patch_drafts: dict[str, _Draft]  # patch id -> its draft (same object for duplicates of one diff)
     patches: list[Any]  # the CandidatePatch objects shown, in order
     notes: list[str]  # mined but unusable, from the extractive checks
+    explore: bool = False  # no sources on purpose: hypotheses may cite none
 
     @classmethod
     def build(cls, task: Any, baseline: dict, evidence: Evidence) -> "_Context":
@@ -336,7 +337,7 @@ class _Context:
             if extractive._round_trips(_probe_hypothesis(item.id), entry):
                 source_ids.append(item.id)
                 titles.setdefault(item.id, _item_title(item))
-        return cls(titles, source_ids, items, patch_drafts, patches, notes)
+        return cls(titles, source_ids, items, patch_drafts, patches, notes, explore=bool(evidence.explore))
 
     def patch_order(self) -> list[tuple[str, _Draft]]:
         seen: set[int] = set()
@@ -381,6 +382,8 @@ def build_prompt(task: Any, baseline: dict, evidence: Evidence, context: _Contex
                   runtime=getattr(getattr(task, "runtime", None), "name", None),
                   baseline=_baseline_text(task, baseline),
                   profile=untrusted(evidence.profile[:MAX_PROFILE_CHARS], kind="profile") if (evidence.profile or "").strip() else "",
+                  explore=bool(evidence.explore),
+                  code=untrusted(evidence.code, kind="code") if (evidence.code or "").strip() else "",
                   sources=sources, snippets=snippets, patches=[_patch_block(patch, context) for patch in context.patches],
                   results=untrusted(_results(history), kind="results") if history else "", skipped=skipped[:20])
 
@@ -547,7 +550,7 @@ def validate_answer(data: dict, context: _Context, max_hypotheses: int = MAX_HYP
             elif sid:
                 invented.append(sid)
         shown = ", ".join(repr(one_line(s, 80)) for s in invented[:5]) + (" …" if len(invented) > 5 else "")
-        if patch is None and not real:
+        if patch is None and not real and not context.explore:
             why = f"it cites only invented source ids ({shown})" if invented else "it cites no source"
             warnings.append(f"{label}: dropped: {why}")
             continue

@@ -25,7 +25,7 @@ FIELD_KEY_RE = re.compile(r"[A-Za-z][\w-]*\Z")
 # Bullet fields with a typed attribute, in canonical order; the others stay in `fields` only.
 TYPED_FIELDS = ("expected", "risk", "files", "sources", "status")
 # Every hypothesis field the tool reads or writes; a person's own fields start with `x-` (x-owner: ...).
-KNOWN_FIELDS = (*TYPED_FIELDS, "patch", "commits", "research-round")
+KNOWN_FIELDS = (*TYPED_FIELDS, "patch", "commits", "research-round", "origin")
 USER_FIELD_PREFIX = "x-"
 LIST_FIELDS = ("files", "sources")
 # Front-matter keys with a typed attribute, and what their absence means.

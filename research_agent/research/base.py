@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
+from ..errors import UserError
+
 
 @dataclass
 class SourceItem:
@@ -43,6 +45,10 @@ class Source(Protocol):
     def search(self, query: str, limit: int) -> list[SourceItem]: ...
 
 
+class NothingFound(UserError):
+    """Research yielded nothing to try (no source, or nothing relevant): the run may explore instead."""
+
+
 @dataclass
 class Evidence:
     """Everything the research phase hands to a Distiller."""
@@ -56,3 +62,5 @@ class Evidence:
     commits: list = field(default_factory=list)  # mine.MinedCommit: every commit read, held by a patch or skipped
     history: list[dict] = field(default_factory=list)  # between rounds: what the run tried and how it went
     queries: list[str] = field(default_factory=list)  # what the sources were asked
+    explore: bool = False  # no sources on purpose (ablate's control arm): plan from the code, baseline and profile
+    code: str = ""  # the target's files and main sources, for a plan written without sources

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import UserError
-from .base import Evidence, SourceItem, SourceUnavailable
+from .base import Evidence, NothingFound, SourceItem, SourceUnavailable
 from .http import Http, cache_dir
 from .mine import COMMITS
 from .queries import build_queries, target_files
@@ -46,7 +46,7 @@ def run_research(task, base_repo: Path, base_commit: str, out_dir: Path, offline
     fresh = [item for item in items if item.id not in known]
     again = [item for item in items if item.id in known and item.kind in MINED_KINDS]  # mined deeper this time
     if not fresh and not again:
-        raise UserError("research found nothing" + (" new" if known else "") + ": "
+        raise NothingFound("research found nothing" + (" new" if known else "") + ": "
                         + ("; ".join(skipped) or "no source is configured"))
     ranked, selected = select_for_task(fresh, task, query="\n".join(queries) if known else None, scale=scale)
     patches, snippets, mine_skipped, commits = mine(task, [*again, *selected], base_repo, base_commit, offline,

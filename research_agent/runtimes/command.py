@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 
@@ -25,6 +26,16 @@ class CommandRuntime:
             return RuntimeResult(False, f"runtime timed out after {self.timeout:.0f}s", transcript=log)
         if result.stopped:
             return RuntimeResult(False, "stopped", transcript=log)
+        cost = reported_cost(result.output)
         if result.returncode != 0:
-            return RuntimeResult(False, f"runtime exited {result.returncode}: {result.tail(1)}", transcript=log)
-        return RuntimeResult(True, transcript=log)
+            return RuntimeResult(False, f"runtime exited {result.returncode}: {result.tail(1)}", transcript=log, cost_usd=cost)
+        return RuntimeResult(True, transcript=log, cost_usd=cost)
+
+
+# An agent CLI may say what it spent: the last `RESEARCH_AGENT_COST_USD=<x>` line it prints counts toward the budget.
+COST_LINE = re.compile(r"^RESEARCH_AGENT_COST_USD=([0-9]+(?:\.[0-9]+)?)\s*$", re.MULTILINE)
+
+
+def reported_cost(output: str) -> float:
+    found = COST_LINE.findall(output or "")
+    return float(found[-1]) if found else 0.0

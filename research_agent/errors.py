@@ -45,3 +45,9 @@ class RunDirError(UserError):
     """The run directory is missing, belongs to another task, or is unreadable."""
 
     exit_code = 7
+
+
+class TeardownError(UserError):
+    """`research-agent down` could not remove every worker: each is printed with the `sky` command that removes it."""
+
+    exit_code = 9

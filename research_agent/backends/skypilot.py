@@ -37,10 +37,10 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .. import proc
-from ..errors import TaskError, UserError
+from ..errors import TaskError, TeardownError, UserError
 from ..experiment import BaselineJob, BaselineResult, Job, JobResult
 from ..runtimes.base import Brief, RuntimeResult
-from . import sky_tasks
+from . import sky_api, sky_tasks
 from .sky_api import CloudError, LaunchError, WorkerLost, load_api
 
 NAME = "skypilot"
@@ -48,6 +48,9 @@ PREFIX = "ra-"
 NO_SPOT_INFRA = ("k8s", "kubernetes", "slurm", "ssh")  # no spot market there
 RESOURCE_KEYS = ("cpus", "memory", "accelerators", "infra", "cloud", "region", "zone", "use_spot", "disk_size",
                  "disk_tier", "image_id", "instance_type")
+TERMINAL_JOB_STATES = {"SUCCEEDED", "FAILED", "FAILED_SETUP", "FAILED_DRIVER", "FAILED_PRECHECKS", "FAILED_NO_RESOURCE",
+                       "FAILED_CONTROLLER", "CANCELLED"}  # sky.jobs.state.ManagedJobStatus.terminal_statuses()
+REMOVAL_SECONDS = 600.0  # how long `down` waits for SkyPilot to confirm a worker gone
 RUNNING_STATES = {"PENDING", "SETTING_UP", "RUNNING", "INIT", "STARTING", "SUBMITTED", "RECOVERING", "WINDING_DOWN", "CANCELLING"}
 
 
@@ -84,15 +87,26 @@ class SkyOptions(BaseModel):
     poll_seconds: float = Field(5.0, gt=0)
     launch_timeout: float = Field(3600.0, gt=0)  # seconds a worker may take to come up
 
-    def resources_dict(self) -> dict:
+    def resources_dict(self, enabled: list[str] | None = None) -> dict:
+        """The `resources:` block. cloud/region/zone become one `infra: cloud/region/zone` (SkyPilot
+        deprecated the three keys for infra, sky.resources.Resources). Spot by default only where a
+        spot market exists: not with Kubernetes / Slurm / SSH named, nor when they are all `enabled`."""
         merged = dict(self.resources)
         for key in RESOURCE_KEYS:
             value = getattr(self, key)
             if value is not None:
                 merged[key] = value
+        parts = [merged.pop(k, None) for k in ("cloud", "region", "zone")]
+        if any(parts) and not merged.get("infra"):
+            merged["infra"] = "/".join(str(p or "*") for p in parts).rstrip("/*") or None
+        if not merged.get("infra"):
+            merged.pop("infra", None)
         if "use_spot" not in merged:
-            where = str(merged.get("infra") or merged.get("cloud") or "").lower()
-            merged["use_spot"] = not where.startswith(NO_SPOT_INFRA)
+            where = str(merged.get("infra") or "").lower()
+            if where:
+                merged["use_spot"] = not where.startswith(NO_SPOT_INFRA)
+            else:
+                merged["use_spot"] = enabled is None or any(not str(i).lower().startswith(NO_SPOT_INFRA) for i in enabled)
         return merged
 
 
@@ -144,6 +158,7 @@ class Cluster:
     charged: float = 0.0  # USD already charged to experiments
     error: str | None = None
     thread: threading.Thread | None = None
+    request_id: str | None = None  # the launch request, from the moment SkyPilot gave one
 
 
 class RemoteRuntime:
@@ -184,6 +199,7 @@ class SkyPilotBackend:
         self._down_seconds: list[float] = []  # per removal seen in this run
         self._last_launch_error: LaunchError | None = None
         self._baseline_seconds: float | None = None
+        self.leftovers: list[tuple[str, str]] = []  # (worker, the `sky` command that removes it): what down could not remove
 
     # --- names ------------------------------------------------------------------------------
 
@@ -451,6 +467,9 @@ class SkyPilotBackend:
         else:
             lines.append(f"  worker pool {self.pool_name}: {self.count} × {spot} worker ({what}); baseline and {n_experiments} experiment(s) "
                          "submitted to it as managed jobs; pool down when the gate is done")
+        if mode != "clusters":
+            lines.append("  not counted: the jobs controller SkyPilot runs for managed jobs and pools (its own small VM, "
+                         "or none with the controller inside the API server)")
         lines.append(f"  estimated {each}{total}; one experiment ≈ {self.estimate_hours() * 60:.0f} min (workers.est_minutes until measured)")
         budget = self.ledger.options().get("budget_usd") or self.task.budget_usd
         if budget:
@@ -468,6 +487,7 @@ class SkyPilotBackend:
             if not self.task.repo_is_url():
                 self._target_bundle()
             self._ship_task_files()
+            self._spot_default(dry)
             if not dry:
                 self._check_infra()
                 _register(self.rundir.path)
@@ -476,6 +496,17 @@ class SkyPilotBackend:
                         shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
                     self.ledger.update_run(options=json.dumps({**self.ledger.options(), "dryrun": False}))
             self._prepared = True
+
+    def _spot_default(self, dry: bool) -> None:
+        """No infra named and no use_spot set: spot only if some enabled infra has a spot market."""
+        named = self.opts.use_spot is not None or "use_spot" in self.opts.resources or self.resources.get("infra")
+        if named:
+            return
+        enabled = self.api.enabled_infra()
+        self.resources = self.opts.resources_dict(enabled)
+        if not self.resources["use_spot"]:
+            self._say(f"on-demand workers: no spot market on the enabled infra ({', '.join(map(str, enabled or []))}); "
+                      "set workers.use_spot to choose", kind="notice")
 
     def _check_infra(self) -> None:
         """`sky check`'s verdict, before anything is requested (unknown when no API server ran yet)."""
@@ -577,8 +608,9 @@ class SkyPilotBackend:
         (work / "job.json").write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
         ctx = self._context(name)
         title = "the baseline" if exp == "baseline" else f"experiment {exp}: {spec.get('title', '')}"
+        inputs = _packed(work) if self.opts.mode == "pool" else None
         text = sky_tasks.render("experiment.yaml", mode=self.opts.mode, pool=self.pool_name, title=title,
-                                workdir=str(work), envs=self.opts.envs, run=sky_tasks.render_script("run.sh"), **ctx)
+                                workdir=str(work), inputs=inputs, envs=self.opts.envs, run=sky_tasks.render_script("run.sh"), **ctx)
         return sky_tasks.write(self.sky_dir / f"{name}.yaml", text), work
 
     def _lineage(self, commit: str | None, inputs: Path) -> list[str]:
@@ -620,6 +652,9 @@ class SkyPilotBackend:
             name, reattaching, reattach = reattach or self.job_name(exp), bool(reattach), None
             try:
                 files = self._attempt(exp, name, spec, phase, reattaching)
+            except _Final as error:
+                self._say(f"{exp}: {error}", kind="requeue", experiment=exp)
+                return str(error)
             except (WorkerLost, TransferError, LaunchError, _JobFailed, _NotStarted) as error:
                 if self._halted():
                     return "interrupted"
@@ -744,7 +779,8 @@ class SkyPilotBackend:
             if self._stopping.is_set() or proc.stopping():
                 break
             try:
-                self.api.launch(yaml_path, cluster.name, self.opts.idle_minutes, self.secrets())
+                self.api.launch(yaml_path, cluster.name, self.opts.idle_minutes, self.secrets(),
+                                on_request=lambda rid, c=cluster: self._record_request(c.name, rid, c))
             except LaunchError as failure:
                 error = failure
                 self._say(f"launch of {cluster.name} failed ({attempt}/{self.opts.launch_attempts}): {failure.reason}", kind="launch")
@@ -770,9 +806,31 @@ class SkyPilotBackend:
             cluster.state = "dead"
             cluster.error = error.reason if error else "launch stopped"
             self._last_launch_error = error
-            if not self._stopping.is_set():
-                self.ledger.set_worker_status(cluster.name, "down")
             self._cond.notify_all()
+        if not self._stopping.is_set() and self._cluster_gone(cluster.name):
+            self.ledger.set_worker_status(cluster.name, "down")  # else it stays live: teardown removes it
+
+    def _record_request(self, name: str, request_id: str, cluster: Cluster | None = None) -> None:
+        """A request id the moment SkyPilot gave it: in memory and in the ledger (for `down` after a kill)."""
+        if cluster is not None:
+            cluster.request_id = request_id
+        try:
+            self.ledger.update_worker_meta(name, request_id=request_id)
+        except Exception:  # noqa: BLE001 — the in-memory copy still cancels it in this process
+            pass
+
+    def _cluster_gone(self, name: str) -> bool:
+        """SkyPilot says the cluster is not there (sky.client.sdk.status lists no record of it)."""
+        try:
+            return name not in self.api.cluster_status([name])
+        except Exception:  # noqa: BLE001 — unknown is not gone
+            return False
+
+    def _pool_gone(self, name: str) -> bool:
+        try:
+            return self.api.pool_status(name) is None
+        except Exception:  # noqa: BLE001
+            return False
 
     def _acquire(self) -> Cluster:
         deadline = time.time() + self.opts.launch_timeout
@@ -840,7 +898,8 @@ class SkyPilotBackend:
             error: LaunchError | None = None
             for attempt in range(1, self.opts.launch_attempts + 1):
                 try:
-                    self.api.pool_apply(yaml_path, self.pool_name, workers, self.secrets())
+                    self.api.pool_apply(yaml_path, self.pool_name, workers, self.secrets(),
+                                        on_request=lambda rid: self._record_request(self.pool_name, rid))
                     error = None
                     break
                 except LaunchError as failure:
@@ -852,7 +911,8 @@ class SkyPilotBackend:
             if error is not None:
                 try:
                     self.api.pool_down(self.pool_name)
-                    self.ledger.set_worker_status(self.pool_name, "down")
+                    if self._pool_gone(self.pool_name):
+                        self.ledger.set_worker_status(self.pool_name, "down")
                 except Exception:  # noqa: BLE001 — teardown will try again
                     pass
                 raise _cloud_error(error) if error.unavailable else CloudError(f"worker pool did not start: {error.reason}")
@@ -880,7 +940,8 @@ class SkyPilotBackend:
             self.ledger.add_worker(name, NAME, None, exp, meta={"kind": "job", "pool": pool, "mode": self.opts.mode})
             phase("submitting")
             try:
-                job_id = self.api.jobs_launch(yaml_path, name, pool, self.secrets())
+                job_id = self.api.jobs_launch(yaml_path, name, pool, self.secrets(),
+                                              on_request=lambda rid: self._record_request(name, rid))
             except LaunchError:
                 self._cancel_job_by_name(name)
                 raise
@@ -890,6 +951,7 @@ class SkyPilotBackend:
         with self._lock:
             self._running[name] = (started, price)
         info: dict = {}
+        state = None
         try:
             phase(f"managed job {job_id}" + (f" in {pool}" if pool else ""))
             state, info = self._wait_managed(exp, job_id)
@@ -903,7 +965,7 @@ class SkyPilotBackend:
         finally:
             with self._lock:
                 self._running.pop(name, None)
-            if not self._halted():
+            if not self._halted() and state in TERMINAL_JOB_STATES:
                 self.ledger.set_worker_status(name, "down")  # SkyPilot removes a finished job's cluster
             if price:
                 seconds = float(info.get("duration") or 0.0) or (time.time() - started)  # SkyPilot's own count when it has one
@@ -911,11 +973,12 @@ class SkyPilotBackend:
 
     def _wait_managed(self, exp: str, job_id: int) -> tuple[str, dict]:
         recoveries, misses = 0, 0
+        pending_since = time.monotonic()
         while True:
             if self._halted():
                 raise _JobFailed("interrupted")
             try:
-                info = self.api.jobs_status([job_id]).get(job_id)
+                info = self.api.jobs_status([job_id], sky_api.JOB_FIELDS).get(job_id)
                 misses = 0
             except Exception as error:  # noqa: BLE001 — the jobs controller briefly unreachable: ask again
                 misses += 1
@@ -928,8 +991,16 @@ class SkyPilotBackend:
                 recoveries = info["recovery_count"]
                 self._say(f"{exp}: managed job {job_id} preempted; SkyPilot recovered it (recovery {recoveries})", kind="preempted")
             state = info.get("status")
-            if state == "FAILED_NO_RESOURCE":
-                raise LaunchError(info.get("reason") or "no resources for the managed job", unavailable=True)
+            if state == "FAILED_NO_RESOURCE":  # the controller tried every offering: more attempts cannot help
+                raise CloudError(f"no capacity: {info.get('reason') or 'SkyPilot found no resources for the managed job'}")
+            if state == "FAILED_PRECHECKS":  # the job's spec cannot run (sky.jobs: checked before any launch)
+                raise _Final(f"managed job FAILED_PRECHECKS: {info.get('reason') or 'SkyPilot refused the job before launching it'}")
+            if state == "PENDING" and time.monotonic() - pending_since > self.opts.launch_timeout:
+                self._cancel_jobs_waiting([job_id])
+                where = f"pool {self.pool_name}'s workers" if self.opts.mode == "pool" else "its worker"
+                raise CloudError(f"no capacity: {where} did not come up within {self.opts.launch_timeout:.0f}s (workers.launch_timeout)")
+            if state != "PENDING":
+                pending_since = time.monotonic()
             if state not in RUNNING_STATES and state != "UNKNOWN":
                 return state, info
             self._sleep(self.opts.poll_seconds)
@@ -1038,7 +1109,7 @@ class SkyPilotBackend:
                     match = re.search(r"-g(\d+)$", worker["id"])
                     cluster = Cluster(worker["id"], slot, int(match.group(1)) if match else 1, state="up", requested=worker["created"])
                     try:
-                        self.api.cancel(worker["id"], [])  # what the killed run left running there
+                        self.api.cancel(worker["id"], None)  # every job the killed run left there ([] would cancel none)
                         self.api.autostop(worker["id"], self.opts.idle_minutes)
                     except Exception:  # noqa: BLE001
                         pass
@@ -1050,15 +1121,20 @@ class SkyPilotBackend:
                     self._say(f"re-attached to cluster {worker['id']}", kind="resume")
                 else:
                     self._down_quietly(worker["id"])
-                    self.ledger.set_worker_status(worker["id"], "down")
-                    gone.append(worker["id"])
+                    if self._cluster_gone(worker["id"]):
+                        self.ledger.set_worker_status(worker["id"], "down")
+                        gone.append(worker["id"])
             elif kind == "pool":
                 status = None
                 try:
                     status = self.api.pool_status(worker["id"])
                 except Exception:  # noqa: BLE001
                     pass
-                if status is not None:
+                if status is not None and str(status.get("status") or "").startswith("FAILED"):
+                    self._say(f"worker pool {worker['id']} is {status['status']}: removing it, not re-attaching", kind="resume")
+                    self._remove_pools([worker["id"]])
+                    gone.append(worker["id"])
+                elif status is not None:
                     self._pool_ready, self._ever_up = True, True
                     self._pool_since, self._pool_charged = worker["created"], 0.0
                     self._say(f"re-attached to worker pool {worker['id']}", kind="resume")
@@ -1074,39 +1150,41 @@ class SkyPilotBackend:
 
     def down_all(self, sweep: bool = False) -> list[str]:
         """Remove every worker the ledger knows to be live (and, with `sweep`, anything named after
-        this run in SkyPilot). Idempotent; returns the names removed."""
+        this run in SkyPilot). Idempotent; returns the names removed. A worker is marked down only
+        once SkyPilot says it is gone; what could not be removed is in `self.leftovers`."""
         self._stopping.set()
+        self.leftovers = []
         with self._cond:
             launching = [c for c in self._clusters.values() if c.state == "launching"]
             self._cond.notify_all()
-        for cluster in launching:
+        live = [w for w in self.ledger.workers(live_only=True) if w["backend"] == NAME]
+        metas = {w["id"]: json.loads(w.get("meta") or "{}") for w in live}
+        # In-flight requests (launch, jobs.launch, pool_apply) go by request id: `sky down` of an INIT
+        # cluster does not stop the server's launch (sky.client.sdk.api_cancel does).
+        requests = {c.request_id for c in launching if c.request_id}
+        requests |= {m["request_id"] for m in metas.values() if m.get("request_id") and m.get("job_id") is None}
+        for request_id in sorted(requests):
             try:
-                self.api.cancel_launch(cluster.name)
-            except Exception:  # noqa: BLE001
+                self.api.cancel_request(request_id)
+            except Exception:  # noqa: BLE001 — finished already, or the server is gone: down below still runs
                 pass
         for cluster in launching:
             if cluster.thread is not None:
                 cluster.thread.join(timeout=max(60.0, self.opts.poll_seconds * 4))
         removed: list[str] = []
-        live = [w for w in self.ledger.workers(live_only=True) if w["backend"] == NAME]
-        jobs = [w for w in live if json.loads(w.get("meta") or "{}").get("kind") == "job"]
+        jobs = [w for w in live if metas[w["id"]].get("kind") == "job"]
         others = [w for w in live if w not in jobs]
-        ids = [int(json.loads(w["meta"]).get("job_id")) for w in jobs if json.loads(w.get("meta") or "{}").get("job_id") is not None]
-        if ids:
-            self._retry(lambda: self.api.jobs_cancel(ids), "cancel managed jobs")
-        for worker in jobs:
-            if json.loads(worker.get("meta") or "{}").get("job_id") is None:
-                self._cancel_job_by_name(worker["id"])
-            self.ledger.set_worker_status(worker["id"], "down")
-            removed.append(worker["id"])
-        threads = []
+        removed += self._remove_jobs(jobs, metas)
+        pools = [w["id"] for w in others if metas[w["id"]].get("kind") == "pool"]
+        clusters = [w for w in others if metas[w["id"]].get("kind") != "pool"]
         results: dict[str, bool] = {}
-        for worker in others:
-            kind = json.loads(worker.get("meta") or "{}").get("kind")
-            action = (lambda n=worker["id"]: self.api.pool_down(n)) if kind == "pool" else (lambda n=worker["id"]: self._timed_down(n))
-            thread = threading.Thread(target=lambda n=worker["id"], a=action: results.__setitem__(n, self._retry(a, f"remove {n}")), daemon=True)
+        threads = []
+        for worker in clusters:
+            thread = threading.Thread(target=lambda n=worker["id"]: results.__setitem__(n, self._remove_cluster(n)), daemon=True)
             thread.start()
             threads.append(thread)
+        for name in self._remove_pools(pools):
+            results[name] = True
         for thread in threads:
             thread.join()
         now = time.time()
@@ -1115,11 +1193,89 @@ class SkyPilotBackend:
                 self._charge_held(worker, now)
                 self.ledger.set_worker_status(worker["id"], "down")
                 removed.append(worker["id"])
+            elif metas[worker["id"]].get("kind") == "pool":
+                self.leftovers.append((worker["id"], f"sky jobs cancel --pool {worker['id']} -y && sky jobs pool down {worker['id']} -y"))
+            else:
+                self.leftovers.append((worker["id"], f"sky down {worker['id']} -y"))
         if sweep:
-            removed += self.sweep(f"{PREFIX}{self.slug}-")
+            removed += self.sweep()
         if removed:
             self.ledger.event("teardown", f"removed {len(removed)} SkyPilot worker(s)", workers=removed)
+        for name, command in self.leftovers:
+            self.ledger.event("teardown", f"could not remove {name}: run `{command}`", worker=name)
         return removed
+
+    def _remove_jobs(self, jobs: list[dict], metas: dict) -> list[str]:
+        """Cancel managed jobs and wait until SkyPilot shows them terminal (jobs.cancel is asynchronous)."""
+        ids = {int(metas[w["id"]]["job_id"]): w["id"] for w in jobs if metas[w["id"]].get("job_id") is not None}
+        for worker in jobs:  # requested, id never recorded: find it by name
+            if metas[worker["id"]].get("job_id") is None:
+                try:
+                    ids.update({job_id: worker["id"] for job_id, name in self.api.list_jobs(worker["id"]) if name == worker["id"]})
+                except Exception:  # noqa: BLE001
+                    pass
+        done = self._cancel_jobs_waiting(sorted(ids))
+        removed = []
+        for worker in jobs:
+            mine = [job_id for job_id, name in ids.items() if name == worker["id"]]
+            if all(job_id in done for job_id in mine) and (mine or self._job_absent(worker["id"])):
+                self.ledger.set_worker_status(worker["id"], "down")
+                removed.append(worker["id"])
+            else:
+                self.leftovers.append((worker["id"], f"sky jobs cancel {' '.join(map(str, mine)) or '-n ' + worker['id']} -y"))
+        return removed
+
+    def _job_absent(self, name: str) -> bool:
+        try:
+            return not any(n == name for _, n in self.api.list_jobs(name))
+        except Exception:  # noqa: BLE001
+            return False
+
+    def _cancel_jobs_waiting(self, job_ids: list[int]) -> set[int]:
+        """sky.jobs.cancel, then poll queue_v2 until each job is terminal (or vanished), with a deadline.
+        Returns the ids SkyPilot shows finished."""
+        if not job_ids:
+            return set()
+        self._retry(lambda: self.api.jobs_cancel(list(job_ids)), "cancel managed jobs")
+        deadline = time.monotonic() + REMOVAL_SECONDS
+        done: set[int] = set()
+        while True:
+            try:
+                states = self.api.jobs_status(list(job_ids), sky_api.JOB_FIELDS)
+                done = {j for j in job_ids if j not in states or states[j].get("status") in TERMINAL_JOB_STATES}
+            except Exception:  # noqa: BLE001 — the controller briefly unreachable: ask again
+                pass
+            if len(done) == len(job_ids) or time.monotonic() > deadline:
+                return done
+            time.sleep(min(1.0, self.opts.poll_seconds))
+
+    def _remove_pools(self, pools: list[str]) -> list[str]:
+        """Cancel a pool's jobs, wait for them to end, then pool down and wait until it is gone:
+        pool_down leaves a pool with unfinished jobs as it is (sky.serve.serve_utils.terminate_services)."""
+        removed = []
+        for pool in pools:
+            mine = {p.stem for p in self.sky_dir.glob(f"{PREFIX}*.yaml")}
+            try:
+                jobs = [job_id for job_id, name in self.api.list_jobs(f"{PREFIX}{self.slug}-") if name in mine]
+            except Exception:  # noqa: BLE001
+                jobs = []
+            self._cancel_jobs_waiting(jobs)
+            if not self._retry(lambda n=pool: self.api.pool_down(n), f"remove {pool}"):
+                continue
+            deadline = time.monotonic() + REMOVAL_SECONDS
+            while not self._pool_gone(pool):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(min(1.0, self.opts.poll_seconds))
+            else:
+                removed.append(pool)
+        return removed
+
+    def _remove_cluster(self, name: str) -> bool:
+        """sky down, then SkyPilot's own word that the cluster is gone."""
+        if not self._retry(lambda: self._timed_down(name), f"remove {name}"):
+            return False
+        return self._cluster_gone(name)
 
     def _charge_held(self, worker: dict, now: float) -> None:
         """Idle and provisioning time of a cluster or pool: what experiments did not pay for."""
@@ -1149,9 +1305,14 @@ class SkyPilotBackend:
                                    (f"{PREFIX}{self.slug}-%",)).fetchone()
         return float(row[0])
 
-    def sweep(self, prefix: str) -> list[str]:
-        """Anything in SkyPilot named with `prefix` (found by name, whatever the ledger says)."""
-        return _sweep(self.api, prefix, lambda line: self._say(line, kind="teardown"))
+    def sweep(self) -> list[str]:
+        """Anything in SkyPilot named after this run (found by name, whatever the ledger says): its
+        clusters `ra-<slug>-<slot>[-g<n>]`, its pool, and managed jobs whose task file this run wrote —
+        not another run's whose slug merely starts with this one's."""
+        own = re.compile(re.escape(f"{PREFIX}{self.slug}-") + r"(\d+(-g\d+)?|pool)")
+        jobs = {p.stem for p in self.sky_dir.glob(f"{PREFIX}*.yaml")}
+        return _sweep(self.api, f"{PREFIX}{self.slug}-", lambda line: self._say(line, kind="teardown"),
+                      keep=lambda name: bool(own.fullmatch(name)) or name in jobs, leftovers=self.leftovers)
 
     def _retry(self, action: Callable[[], None], what: str, tries: int = 4) -> bool:
         for attempt in range(1, tries + 1):
@@ -1194,6 +1355,10 @@ class _JobFailed(Exception):
     pass
 
 
+class _Final(Exception):
+    """A failure that another attempt would repeat (e.g. SkyPilot's prechecks refused the job)."""
+
+
 class _NotStarted(Exception):
     """The worker was gone before the job could start: requeue without spending an attempt."""
 
@@ -1205,7 +1370,7 @@ def _cloud_error(error: LaunchError) -> CloudError:
 
 
 def _why(error: BaseException) -> str:
-    text = getattr(error, "reason", None) or " ".join(str(error).split()) or type(error).__name__
+    text = getattr(error, "reason", None) or " ".join(re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(error)).split()) or type(error).__name__
     return text[:300]
 
 
@@ -1278,6 +1443,7 @@ def down_command(run_dir: Path | None, everything: bool) -> list[str]:
     from ..rundir import open_run
 
     lines: list[str] = []
+    leftovers: list[tuple[str, str]] = []
     runs: list[Path] = [run_dir] if run_dir is not None else []
     if everything:
         runs += [p for p in registered_runs() if p.is_dir() and (run_dir is None or p.resolve() != run_dir.resolve())]
@@ -1292,6 +1458,7 @@ def down_command(run_dir: Path | None, everything: bool) -> list[str]:
             api = backend.api
             backend._reconciled = True
             removed = backend.down_all(sweep=True)
+            leftovers += backend.leftovers
         else:
             from .local import LocalBackend
 
@@ -1299,7 +1466,7 @@ def down_command(run_dir: Path | None, everything: bool) -> list[str]:
         if removed:
             run.ledger.event("down", f"research-agent down removed {len(removed)} worker(s)", workers=removed)
             lines.append(f"{shown(run.path)}: removed {', '.join(removed)}")
-        else:
+        elif not leftovers:
             lines.append(f"{shown(run.path)}: nothing to remove (every worker is already down)")
         run.ledger.close()
     if everything:
@@ -1308,30 +1475,81 @@ def down_command(run_dir: Path | None, everything: bool) -> list[str]:
         except UserError:  # SkyPilot not installed: nothing of it can be running from here
             lines.append("SkyPilot is not installed here: nothing else to look for")
             return lines
-        removed = _sweep(api, PREFIX, lambda line: lines.append(line))
+        removed = _sweep(api, PREFIX, lambda line: lines.append(line), leftovers=leftovers)
         lines.append(f"by name prefix {PREFIX}: removed {', '.join(removed)}" if removed else f"by name prefix {PREFIX}: nothing left")
+    for name, command in dict(leftovers).items():
+        lines.append(f"NOT removed: {name} — remove it with: {command}")
+    if leftovers:
+        raise TeardownIncomplete(lines, len(dict(leftovers)))
     return lines
 
 
-def _sweep(api, prefix: str, say: Callable[[str], None]) -> list[str]:
+class TeardownIncomplete(TeardownError):
+    """`down` could not remove everything: `lines` is the whole report (printed before the error)."""
+
+    def __init__(self, lines: list[str], count: int):
+        super().__init__(f"{count} SkyPilot worker(s) could not be removed: run the `sky` command(s) printed above, "
+                         "or `research-agent down` again")
+        self.lines = lines
+
+
+def _sweep(api, prefix: str, say: Callable[[str], None], keep: Callable[[str], bool] = lambda _n: True,
+           leftovers: list | None = None) -> list[str]:
+    """Remove what SkyPilot holds under `prefix` (and `keep` accepts): managed jobs first (a pool with
+    unfinished jobs is not removed by pool_down), then pools and clusters, each checked gone."""
     removed = []
-    for lister, remover in ((api.list_clusters, api.down), (api.list_pools, api.pool_down)):
+    leftovers = leftovers if leftovers is not None else []
+    try:
+        jobs = [(job_id, name) for job_id, name in api.list_jobs(prefix) if keep(name)]
+        if jobs:
+            api.jobs_cancel([job_id for job_id, _ in jobs])
+            deadline = time.monotonic() + REMOVAL_SECONDS
+            ids = [job_id for job_id, _ in jobs]
+            while time.monotonic() < deadline:
+                states = api.jobs_status(ids, sky_api.JOB_FIELDS)
+                if all(j not in states or states[j].get("status") in TERMINAL_JOB_STATES for j in ids):
+                    break
+                time.sleep(0.2)
+            else:
+                leftovers += [(name, f"sky jobs cancel {job_id} -y") for job_id, name in jobs]
+            removed += [name for _, name in jobs]
+    except Exception as error:  # noqa: BLE001
+        say(f"could not cancel managed jobs: {_why(error)}")
+    for lister, remover, gone, command in (
+            (api.list_pools, api.pool_down, lambda n: api.pool_status(n) is None, "sky jobs pool down {} -y"),
+            (api.list_clusters, api.down, lambda n: n not in api.cluster_status([n]), "sky down {} -y")):
         try:
-            names = lister(prefix)
+            names = [n for n in lister(prefix) if keep(n)]
         except Exception as error:  # noqa: BLE001
             say(f"could not list SkyPilot workers: {_why(error)}")
             names = []
         for name in names:
             try:
                 remover(name)
+                deadline = time.monotonic() + REMOVAL_SECONDS
+                while not gone(name):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("still there after removal")
+                    time.sleep(0.2)
                 removed.append(name)
             except Exception as error:  # noqa: BLE001
                 say(f"could not remove {name}: {_why(error)}")
-    try:
-        jobs = api.list_jobs(prefix)
-        if jobs:
-            api.jobs_cancel([job_id for job_id, _ in jobs])
-            removed += [name for _, name in jobs]
-    except Exception as error:  # noqa: BLE001
-        say(f"could not cancel managed jobs: {_why(error)}")
+                leftovers.append((name, command.format(name)))
     return removed
+
+
+def _packed(folder: Path) -> str:
+    """A folder as base64 tar.gz, for a pool job's env (pool jobs get no workdir or file mounts)."""
+    import base64
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for path in sorted(folder.rglob("*")):
+            archive.add(path, arcname=str(path.relative_to(folder)), recursive=False)
+    text = base64.b64encode(buffer.getvalue()).decode("ascii")
+    if len(text) > 100_000:  # one env value must stay under the kernel's 128 KiB (MAX_ARG_STRLEN)
+        raise UserError(f"pool mode: the job's inputs in {folder.name} are {len(text) // 1024} KiB encoded, over the 100 KiB "
+                        "a pool job can be given; use workers.mode: jobs or clusters")
+    return text

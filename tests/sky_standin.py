@@ -55,6 +55,7 @@ class Faults:
     exec_lost: list[int] = field(default_factory=list)  # these exec calls (1-based) fail as a failed file sync
     pool_never_ready: bool = False  # the pool's workers never come up (its jobs stay PENDING)
     launch_request_delay: float = 0.0  # seconds before a launch's request id reaches the client
+    down_fails: bool = False  # every `sky down` / pool down raises (e.g. the cloud refuses)
 
     def __post_init__(self):  # after a JSON round trip (subprocess runs)
         self.preempt = {int(k): float(v) for k, v in self.preempt.items()}
@@ -396,6 +397,8 @@ class StandIn:
 
     def down(self, cluster: str) -> None:
         self.calls.append(("down", cluster))
+        if self.faults.down_fails:
+            raise RuntimeError("Failed to terminate the cluster: permission denied (simulated)")
         with self._lock:
             record = self.state["clusters"].get(cluster)
             jobs = [j for j in self.state["jobs"].values() if j["cluster"] == cluster]

@@ -948,6 +948,8 @@ class SkyPilotBackend:
             self._ever_up = True
             self.ledger.update_worker_meta(name, job_id=job_id)
             self.ledger.set_worker_status(name, "up")
+            if self._halted():  # teardown ran while this was being submitted: it may not have seen it
+                self._cancel_jobs_waiting([job_id])
         with self._lock:
             self._running[name] = (started, price)
         info: dict = {}
@@ -1187,6 +1189,11 @@ class SkyPilotBackend:
             results[name] = True
         for thread in threads:
             thread.join()
+        for name, command in list(self.leftovers):  # a job submitted while this ran: the pool removal cancelled it
+            if command.startswith("sky jobs cancel") and self._job_absent(name):
+                self.leftovers.remove((name, command))
+                self.ledger.set_worker_status(name, "down")
+                removed.append(name)
         now = time.time()
         for worker in others:
             if results.get(worker["id"]):

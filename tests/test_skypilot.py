@@ -253,7 +253,8 @@ def run_schedule(base: Path, seed: int) -> dict:
         done.set()
         if timer:
             timer.cancel()
-    assert api.live() == [], (seed, mode, outcome, api.live())
+    leaked = api.live()
+    assert leaked == [], (seed, mode, outcome, leaked)
     check_ledger(root / "run", finished=outcome == "done")
     if outcome == "baseline failed":
         assert rows(root / "run", "SELECT status FROM runs") == [("failed",)]
@@ -262,11 +263,20 @@ def run_schedule(base: Path, seed: int) -> dict:
         resumed = rundir.open_run(root / "run")
         api2 = StandIn(root / "cloud", Faults(seed=seed, price=faults.price))
         Orchestrator(resumed, SkyPilotBackend(resumed, {"api": api2})).execute()
-        assert api2.live() == []
+        leaked = api2.live()
+        assert leaked == [], (seed, mode, outcome, leaked)
         check_ledger(root / "run", finished=True)
         outcome = "interrupted, resumed"
     api.close()
-    return {"seed": seed, "mode": mode, "outcome": outcome, "preempted": sum(1 for c in api.calls if c[0] == "preempted")}
+    return {"seed": seed, "mode": mode, "outcome": outcome, "preempted": sum(1 for c in api.calls if c[0] == "preempted"),
+            "leaked": len(leaked), "duplicates": duplicates(root / "run")}
+
+
+def duplicates(run_dir: Path) -> int:
+    """Samples counted twice for one (experiment, attempt, arm, index), or a hypothesis run twice in a round."""
+    samples = rows(run_dir, "SELECT COUNT(*) - COUNT(DISTINCT experiment_id || '/' || attempt || '/' || arm || '/' || idx) FROM samples")[0][0]
+    experiments = rows(run_dir, "SELECT COUNT(*) - COUNT(DISTINCT hypothesis) FROM experiments WHERE kind='hypothesis'")[0][0]
+    return samples + experiments
 
 
 def run_schedules(base: str, seeds: list[int]) -> list[dict]:
@@ -288,6 +298,7 @@ def test_fifty_random_fault_schedules_leave_nothing_up(tmp_path):
     assert outcomes.count("baseline failed") <= 2, outcomes
     assert sum(r["preempted"] for r in results) >= 10  # the schedules really did preempt
     assert {r["mode"] for r in results} == {"clusters", "jobs", "pool"}
+    assert sum(r["leaked"] for r in results) == 0 and sum(r["duplicates"] for r in results) == 0
 
 
 def budget_target(root: Path, count: int):

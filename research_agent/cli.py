@@ -2,7 +2,7 @@
 
 Heavy modules are imported inside the commands so `research-agent --help` stays fast.
 Exit codes: 0 ok · 1 internal error · 2 usage or bad input · 3 task spec · 4 plan file · 5 target repository ·
-6 baseline failed · 7 run directory · 130 / 143 interrupted (SIGINT / SIGTERM; resumable).
+6 baseline failed · 7 run directory · 8 no cloud · 9 teardown incomplete · 130 / 143 interrupted (SIGINT / SIGTERM; resumable).
 """
 
 from __future__ import annotations

@@ -136,12 +136,25 @@ class SkyAPI:
         with _quiet():  # sky.launch prints the optimizer table and "Running on cluster" to stdout
             request = sky.launch(self._task(yaml_path, secrets), cluster_name=cluster, idle_minutes_to_autostop=idle_minutes,
                                  down=True, retry_until_up=False, _need_confirmation=False)
+        with self._lock:
+            self._requests[cluster] = request
         _told(on_request, request)
         try:
             with _quiet():
                 sky.get(request)
         except Exception as error:  # noqa: BLE001 — any SkyPilot failure is a failed launch, with its reason
             raise _launch_error(error) from None
+        finally:
+            with self._lock:
+                self._requests.pop(cluster, None)
+
+    def cancel_launch(self, cluster: str) -> None:
+        """The launch this process has in flight for `cluster`, cancelled by its request id (none: no-op)."""
+        with self._lock:
+            request = self._requests.get(cluster)
+        if request is not None:
+            with contextlib.suppress(Exception):
+                self.cancel_request(str(request))
 
     def cancel_request(self, request_id: str) -> None:
         """sky.client.sdk.api_cancel: abort an in-flight request (launch, jobs.launch, pool_apply) by id.

@@ -301,7 +301,13 @@ class SkyAPI:
     def pool_status(self, pool: str) -> dict | None:
         import sky
 
-        records = sky.get(sky.jobs.pool_status([pool]))
+        from sky import exceptions
+
+        try:
+            with _quiet():
+                records = sky.get(sky.jobs.pool_status([pool]))
+        except exceptions.ClusterNotUpError:  # no jobs controller up ("No in-progress managed jobs"): no pool either
+            return None
         for record in records:
             if _field(record, "name") == pool:
                 return {"status": _value(_field(record, "status"))}
@@ -310,8 +316,13 @@ class SkyAPI:
     def pool_down(self, pool: str) -> None:
         import sky
 
+        from sky import exceptions
+
         try:
-            sky.get(sky.jobs.pool_down(pool))
+            with _quiet():
+                sky.get(sky.jobs.pool_down(pool))
+        except exceptions.ClusterNotUpError:  # a failed pool start left no controller: nothing to take down
+            pass
         except Exception as error:  # noqa: BLE001
             if "not found" not in str(error).lower() and "does not exist" not in str(error).lower():
                 raise

@@ -302,7 +302,15 @@ def down(run_dir: Path | None, everything: bool) -> None:
 
     if run_dir is None and not everything:
         raise UserError("down needs RUN_DIR, or --all for everything research-agent launched")
-    for line in down_command(run_dir, everything):
+    from .backends.skypilot import TeardownIncomplete
+
+    try:
+        lines = down_command(run_dir, everything)
+    except TeardownIncomplete as error:
+        for line in error.lines:
+            print(line)
+        raise
+    for line in lines:
         print(line)
 
 

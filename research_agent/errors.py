@@ -4,7 +4,7 @@ EXIT_CODES is the one table of exit codes: the error classes below take their co
 CLI uses it, and the README's "Exit codes" table is this table (a test checks they match).
 """
 
-OK, INTERNAL, USAGE, TASK, PLAN, TARGET, BASELINE, RUN_DIR, NO_CLOUD = 0, 1, 2, 3, 4, 5, 6, 7, 8
+OK, INTERNAL, USAGE, TASK, PLAN, TARGET, BASELINE, RUN_DIR, NO_CLOUD, TEARDOWN = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9
 INTERRUPTED = "130 / 143"  # 128 + SIGINT / SIGTERM
 
 EXIT_CODES: dict[int | str, str] = {
@@ -24,6 +24,7 @@ EXIT_CODES: dict[int | str, str] = {
     RUN_DIR: "run directory missing, not a run directory, or belonging to another task",
     NO_CLOUD: "no cloud to run on: `sky check` enabled no infra, or the requested resources exist nowhere "
               "(SkyPilot's reason); resumable",
+    TEARDOWN: "`research-agent down` could not remove every worker: each is printed with the `sky` command that removes it",
     INTERRUPTED: "interrupted by SIGINT / SIGTERM; resumable",
 }
 
@@ -72,3 +73,9 @@ class RunDirError(UserError):
     """The run directory is missing, belongs to another task, or is unreadable."""
 
     exit_code = RUN_DIR
+
+
+class TeardownError(UserError):
+    """`research-agent down` could not remove every worker: each is printed with the `sky` command that removes it."""
+
+    exit_code = TEARDOWN

@@ -50,9 +50,16 @@ class Faults:
     lose_fetch: list[int] = field(default_factory=list)  # these log fetches raise ConnectionError
     truncate_fetch: list[int] = field(default_factory=list)  # these log fetches return a cut-off log
     price: float = 0.40  # USD per hour per VM
+    infra: list[str] = field(default_factory=lambda: ["AWS", "Kubernetes"])  # what `sky check` enabled
+    managed_fail: dict[int, str] = field(default_factory=dict)  # managed job number -> terminal status it gets instead of running
+    exec_lost: list[int] = field(default_factory=list)  # these exec calls (1-based) fail as a failed file sync
+    pool_never_ready: bool = False  # the pool's workers never come up (its jobs stay PENDING)
+    launch_request_delay: float = 0.0  # seconds before a launch's request id reaches the client
+    down_fails: bool = False  # every `sky down` / pool down raises (e.g. the cloud refuses)
 
     def __post_init__(self):  # after a JSON round trip (subprocess runs)
         self.preempt = {int(k): float(v) for k, v in self.preempt.items()}
+        self.managed_fail = {int(k): str(v) for k, v in self.managed_fail.items()}
         self.provision = tuple(self.provision)
 
     @classmethod
@@ -100,7 +107,8 @@ class StandIn:
         path = self.root / "state.json"
         if path.exists():
             return json.loads(path.read_text())
-        return {"clusters": {}, "jobs": {}, "managed": {}, "pools": {}, "counters": {"launch": 0, "job": 0, "fetch": 0, "managed": 0}}
+        return {"clusters": {}, "jobs": {}, "managed": {}, "pools": {}, "requests": {},
+                "counters": {"launch": 0, "job": 0, "fetch": 0, "managed": 0, "exec": 0, "request": 0}}
 
     def _save(self) -> None:
         tmp = self.root / "state.json.tmp"
@@ -109,6 +117,7 @@ class StandIn:
 
     def _count(self, what: str) -> int:
         with self._lock:
+            self.state["counters"].setdefault(what, 0)
             self.state["counters"][what] += 1
             self._save()
             return self.state["counters"][what]
@@ -140,8 +149,8 @@ class StandIn:
             else:
                 shutil.copyfile(src, target)
 
-    def _start(self, home: Path, task, secrets: dict, log: Path) -> int:
-        if task.workdir:
+    def _start(self, home: Path, task, secrets: dict, log: Path, sync_workdir: bool = True) -> int:
+        if task.workdir and sync_workdir:
             workdir = home / "sky_workdir"
             if workdir.exists():
                 shutil.rmtree(workdir)
@@ -156,7 +165,7 @@ class StandIn:
             if key in os.environ:
                 env[key] = os.environ[key]
         process = subprocess.Popen(["bash", "-c", f'bash "{script}" >> "{log}" 2>&1; echo $? > "{rc}.tmp"; mv "{rc}.tmp" "{rc}"'],
-                                   cwd=str(home / "sky_workdir") if task.workdir else str(home), env=env,
+                                   cwd=str(home / "sky_workdir") if task.workdir and sync_workdir else str(home), env=env,
                                    start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         with self._lock:
             self._procs[process.pid] = process
@@ -241,11 +250,41 @@ class StandIn:
 
     # --- clusters -------------------------------------------------------------------------------
 
-    def launch(self, yaml_path: Path, cluster: str, idle_minutes: int | None, secrets: dict) -> None:
+    def _new_request(self, what: str, name: str) -> str:
+        with self._lock:
+            request_id = f"req-{self._count('request')}"
+            self.state["requests"][request_id] = {"what": what, "name": name, "status": "RUNNING"}
+            self._save()
+        return request_id
+
+    def _end_request(self, request_id: str, status: str) -> None:
+        with self._lock:
+            record = self.state["requests"].get(request_id)
+            if record and record["status"] == "RUNNING":
+                record["status"] = status
+                self._save()
+
+    def launch(self, yaml_path: Path, cluster: str, idle_minutes: int | None, secrets: dict, on_request=None) -> None:
         task = self._task(yaml_path)
         self.calls.append(("launch", cluster))
         number = self._count("launch")
         self._cancelled.discard(cluster)
+        request_id = self._new_request("launch", cluster)
+        # sky.client.sdk.launch validates and uploads the task's files before it POSTs: the request id
+        # reaches the client late, and only api_cancel(request_id) aborts the launch (sky down of an
+        # INIT cluster does not: the server's launch holds on and finishes).
+        if self.faults.launch_request_delay:
+            time.sleep(self.faults.launch_request_delay)
+        if on_request is not None:
+            on_request(request_id)
+        try:
+            self._launch(task, cluster, number, idle_minutes, request_id)
+        except LaunchError:
+            self._end_request(request_id, "FAILED")
+            raise
+        self._end_request(request_id, "SUCCEEDED")
+
+    def _launch(self, task, cluster: str, number: int, idle_minutes, request_id: str) -> None:
         if self.faults.no_infra:
             raise LaunchError("no infra enabled: run `sky check` (No cloud access)", unavailable=True)
         if self.faults.unavailable:
@@ -255,7 +294,7 @@ class StandIn:
         with self._lock:
             self.state["clusters"][cluster] = {"status": "INIT", "home": None, "autostop": idle_minutes, "created": time.time()}
             self._save()
-        ok = self._sleep_provision(cluster)
+        ok = self._sleep_provision(request_id)
         if number in self.faults.fail_launches or not ok:
             with self._lock:
                 self.state["clusters"].pop(cluster, None)
@@ -266,7 +305,7 @@ class StandIn:
                               f"1x {next(iter(task.resources))} (spot capacity unavailable in every zone)")
         home = self._make_vm(cluster, task)
         with self._lock:
-            if cluster in self._cancelled:  # down() raced the launch: it wins
+            if request_id in self._cancelled:  # api_cancel raced the launch: it wins
                 shutil.rmtree(home, ignore_errors=True)
                 self.state["clusters"].pop(cluster, None)
                 self._save()
@@ -274,11 +313,25 @@ class StandIn:
             self.state["clusters"][cluster].update(status="UP", home=str(home))
             self._save()
 
-    def cancel_launch(self, cluster: str) -> None:
-        self._cancelled.add(cluster)
+    def cancel_request(self, request_id: str) -> None:
+        """sky.client.sdk.api_cancel: aborts a request still running; a finished one is left as it is."""
+        self.calls.append(("cancel_request", request_id))
+        with self._lock:
+            record = self.state["requests"].get(request_id)
+        if record and record["status"] == "RUNNING":
+            self._cancelled.add(request_id)
+            self._end_request(request_id, "CANCELLED")
 
     def exec(self, yaml_path: Path, cluster: str, secrets: dict) -> int:
         task = self._task(yaml_path)
+        if self._count("exec") in self.faults.exec_lost:
+            # sky.client.sdk.exec syncs the workdir with rsync first: a failed sync raises
+            # sky.exceptions.CommandError — mapped by the facade (sky_api.exec_error).
+            from sky import exceptions
+
+            from research_agent.backends.sky_api import exec_error
+
+            raise exec_error(exceptions.CommandError(255, "rsync", "rsync: connection unexpectedly closed", None))
         with self._lock:
             record = self.state["clusters"].get(cluster)
             if not record or record["status"] != "UP":
@@ -330,9 +383,11 @@ class StandIn:
             raise ConnectionError(f"cluster {cluster} unreachable")
         return self._read_log(Path(job["log"]))
 
-    def cancel(self, cluster: str, job_ids: list[int]) -> None:
+    def cancel(self, cluster: str, job_ids: list[int] | None) -> None:
+        # sky.client.sdk.cancel -> skylet job_lib.cancel_jobs: all jobs only with all=True (the facade's
+        # None); a list cancels exactly those jobs, so [] cancels nothing.
         with self._lock:
-            jobs = [(k, j) for k, j in self.state["jobs"].items() if j["cluster"] == cluster and (not job_ids or int(k) in job_ids)]
+            jobs = [(k, j) for k, j in self.state["jobs"].items() if j["cluster"] == cluster and (job_ids is None or int(k) in job_ids)]
         for key, job in jobs:
             if job.get("state") not in TERMINAL and self._job_state(job) == "RUNNING":
                 self._kill(job.get("pid"))
@@ -342,7 +397,8 @@ class StandIn:
 
     def down(self, cluster: str) -> None:
         self.calls.append(("down", cluster))
-        self._cancelled.add(cluster)
+        if self.faults.down_fails:
+            raise RuntimeError("Failed to terminate the cluster: permission denied (simulated)")
         with self._lock:
             record = self.state["clusters"].get(cluster)
             jobs = [j for j in self.state["jobs"].values() if j["cluster"] == cluster]
@@ -368,9 +424,18 @@ class StandIn:
 
     # --- managed jobs and pools -----------------------------------------------------------------
 
-    def jobs_launch(self, yaml_path: Path, name: str, pool: str | None, secrets: dict) -> int:
+    def jobs_launch(self, yaml_path: Path, name: str, pool: str | None, secrets: dict, on_request=None) -> int:
         task = self._task(yaml_path)
         self.calls.append(("jobs_launch", name))
+        request_id = self._new_request("jobs.launch", name)
+        if on_request is not None:
+            on_request(request_id)
+        try:
+            return self._jobs_launch(task, yaml_path, name, pool, secrets)
+        finally:
+            self._end_request(request_id, "SUCCEEDED")
+
+    def _jobs_launch(self, task, yaml_path: Path, name: str, pool: str | None, secrets: dict) -> int:
         if self.faults.unavailable:
             raise LaunchError("Catalog does not contain any instances satisfying the request.", unavailable=True)
         with self._lock:
@@ -383,6 +448,13 @@ class StandIn:
                                                   "log": str(log), "pid": None, "home": None, "submitted": time.time(),
                                                   "started": None, "ended": None, "yaml": str(yaml_path), "secrets": sorted(secrets)}
             self._save()
+        fail = self.faults.managed_fail.get(job_id)
+        if fail:  # e.g. FAILED_NO_RESOURCE: the controller found no capacity; FAILED_PRECHECKS
+            with self._lock:
+                self.state["managed"][str(job_id)].update(status=fail, ended=time.time(),
+                                                          failure_reason=f"{fail}: simulated by the stand-in")
+                self._save()
+            return job_id
         thread = threading.Thread(target=self._run_managed, args=(job_id, task, secrets, True), daemon=True)
         thread.start()
         return job_id
@@ -394,6 +466,8 @@ class StandIn:
         if job["status"] in TERMINAL:
             return
         if job["pool"]:
+            # A pool job runs on a pool worker via exec: no workdir, no file_mounts, no setup of its own
+            # (sky/jobs: pool jobs reuse the pool's cluster; the docs forbid workdir/file_mounts there).
             home = self._pool_worker(job["pool"], key)
             while home is None:  # wait for a free pool worker
                 time.sleep(0.02)
@@ -411,7 +485,7 @@ class StandIn:
                 if not job["pool"]:
                     shutil.rmtree(home, ignore_errors=True)
                 return
-            pid = self._start(home, task, secrets, Path(job["log"]))
+            pid = self._start(home, task, secrets, Path(job["log"]), sync_workdir=not job["pool"])
             job.update(status="RUNNING", pid=pid, home=str(home), started=job["started"] or time.time())
             self._save()
         if first:
@@ -466,7 +540,10 @@ class StandIn:
                     return Path(worker["home"])
         return None
 
-    def jobs_status(self, job_ids: list[int]) -> dict[int, dict]:
+    def jobs_status(self, job_ids: list[int], fields=None) -> dict[int, dict]:
+        # sky.jobs.client.sdk.queue_v2: failure_reason only when named in `fields`
+        # (sky.jobs.constants.DEFAULT_MANAGED_JOB_FIELDS leaves it out).
+        fields = fields or ()
         with self._lock:
             out = {}
             for job_id in job_ids:
@@ -479,7 +556,8 @@ class StandIn:
                     status = "SUCCEEDED" if rc.exists() and rc.read_text().strip() == "0" else status
                 end = job["ended"] or time.time()
                 out[int(job_id)] = {"status": status, "recovery_count": job["recovery_count"],
-                                    "duration": end - job["started"] if job["started"] else 0.0, "reason": None}
+                                    "duration": end - job["started"] if job["started"] else 0.0,
+                                    "reason": job.get("failure_reason") if "failure_reason" in fields else None}
             return out
 
     def jobs_logs(self, job_id: int) -> str:
@@ -490,23 +568,42 @@ class StandIn:
         return self._read_log(Path(job["log"]))
 
     def jobs_cancel(self, job_ids: list[int]) -> None:
+        # sky.jobs.server.core.cancel only signals the controller: the job goes CANCELLING now and
+        # CANCELLED later, when the controller has stopped it (here: a thread, after a moment).
         for job_id in job_ids:
             with self._lock:
                 job = self.state["managed"].get(str(job_id))
-                if job is None or job["status"] in TERMINAL:
+                if job is None or job["status"] in TERMINAL or job["status"] == "CANCELLING":
                     continue
-                job["status"] = "CANCELLED"
-                pid = job["pid"]
-                self._save()
-            self._kill(pid)
-            with self._lock:
-                self._release_job_vm(self.state["managed"][str(job_id)])
+                job["status"] = "CANCELLING"
                 self._save()
             self.calls.append(("jobs_cancel", job_id))
+            threading.Thread(target=self._finish_cancel, args=(job_id,), daemon=True).start()
 
-    def pool_apply(self, yaml_path: Path, pool: str, workers: int, secrets: dict) -> None:
+    def _finish_cancel(self, job_id: int) -> None:
+        time.sleep(0.05)
+        with self._lock:
+            pid = self.state["managed"][str(job_id)]["pid"]
+        self._kill(pid)
+        with self._lock:
+            job = self.state["managed"][str(job_id)]
+            job["status"] = "CANCELLED"
+            job["ended"] = job["ended"] or time.time()
+            self._release_job_vm(job)
+            self._save()
+
+    def pool_apply(self, yaml_path: Path, pool: str, workers: int, secrets: dict, on_request=None) -> None:
         task = self._task(yaml_path)
         self.calls.append(("pool_apply", pool))
+        request_id = self._new_request("pool_apply", pool)
+        if on_request is not None:
+            on_request(request_id)
+        if self.faults.pool_never_ready:  # the pool exists, its workers never come up
+            with self._lock:
+                self.state["pools"][pool] = {"status": "STARTING", "workers": []}
+                self._save()
+            self._end_request(request_id, "SUCCEEDED")
+            return
         if self.faults.unavailable:
             raise LaunchError("Catalog does not contain any instances satisfying the request.", unavailable=True)
         with self._lock:
@@ -528,11 +625,12 @@ class StandIn:
             return {"status": record["status"]} if record else None
 
     def pool_down(self, pool: str) -> None:
+        # sky.serve.serve_utils.terminate_services(pool=True): a pool with nonterminal jobs is left
+        # as it is (a yellow message, no error) — cancel its jobs and wait for them first.
         self.calls.append(("pool_down", pool))
         with self._lock:
-            ids = [int(k) for k, j in self.state["managed"].items() if j["pool"] == pool and j["status"] not in TERMINAL]
-        self.jobs_cancel(ids)
-        with self._lock:
+            if any(j["pool"] == pool and j["status"] not in TERMINAL for j in self.state["managed"].values()):
+                return
             record = self.state["pools"].pop(pool, None)
             self._save()
         for worker in (record or {}).get("workers", []):
@@ -556,7 +654,7 @@ class StandIn:
         return self.faults.price
 
     def enabled_infra(self) -> list[str] | None:
-        return [] if self.faults.no_infra else ["AWS", "Kubernetes"]
+        return [] if self.faults.no_infra else list(self.faults.infra)
 
     # --- for the tests --------------------------------------------------------------------------
 

@@ -253,7 +253,8 @@ def run_schedule(base: Path, seed: int) -> dict:
         done.set()
         if timer:
             timer.cancel()
-    assert api.live() == [], (seed, mode, outcome, api.live())
+    leaked = api.live()
+    assert leaked == [], (seed, mode, outcome, leaked)
     check_ledger(root / "run", finished=outcome == "done")
     if outcome == "baseline failed":
         assert rows(root / "run", "SELECT status FROM runs") == [("failed",)]
@@ -262,11 +263,20 @@ def run_schedule(base: Path, seed: int) -> dict:
         resumed = rundir.open_run(root / "run")
         api2 = StandIn(root / "cloud", Faults(seed=seed, price=faults.price))
         Orchestrator(resumed, SkyPilotBackend(resumed, {"api": api2})).execute()
-        assert api2.live() == []
+        leaked = api2.live()
+        assert leaked == [], (seed, mode, outcome, leaked)
         check_ledger(root / "run", finished=True)
         outcome = "interrupted, resumed"
     api.close()
-    return {"seed": seed, "mode": mode, "outcome": outcome, "preempted": sum(1 for c in api.calls if c[0] == "preempted")}
+    return {"seed": seed, "mode": mode, "outcome": outcome, "preempted": sum(1 for c in api.calls if c[0] == "preempted"),
+            "leaked": len(leaked), "duplicates": duplicates(root / "run")}
+
+
+def duplicates(run_dir: Path) -> int:
+    """Samples counted twice for one (experiment, attempt, arm, index), or a hypothesis run twice in a round."""
+    samples = rows(run_dir, "SELECT COUNT(*) - COUNT(DISTINCT experiment_id || '/' || attempt || '/' || arm || '/' || idx) FROM samples")[0][0]
+    experiments = rows(run_dir, "SELECT COUNT(*) - COUNT(DISTINCT hypothesis) FROM experiments WHERE kind='hypothesis'")[0][0]
+    return samples + experiments
 
 
 def run_schedules(base: str, seeds: list[int]) -> list[dict]:
@@ -288,6 +298,7 @@ def test_fifty_random_fault_schedules_leave_nothing_up(tmp_path):
     assert outcomes.count("baseline failed") <= 2, outcomes
     assert sum(r["preempted"] for r in results) >= 10  # the schedules really did preempt
     assert {r["mode"] for r in results} == {"clusters", "jobs", "pool"}
+    assert sum(r["leaked"] for r in results) == 0 and sum(r["duplicates"] for r in results) == 0
 
 
 def budget_target(root: Path, count: int):
@@ -486,3 +497,256 @@ def test_sigterm_tears_down_and_prints_the_resume_line(tmp_path):
     assert StandIn(tmp_path / "cloud").live() == []
     assert rows(tmp_path / "run", "SELECT status FROM runs") == [("interrupted",)]
     assert rows(tmp_path / "run", "SELECT COUNT(*) FROM workers WHERE status != 'down'") == [(0,)]
+
+
+# --- issue 9: SkyPilot's real semantics (each test fails against the code before its fix) -----------
+
+
+def managed_running(api: StandIn) -> bool:
+    with api._lock:
+        return any(j["status"] == "RUNNING" and j.get("name", "").endswith("-1") and "baseline" not in j["name"]
+                   for j in api.state["managed"].values())
+
+
+def start_in_thread(run, api):
+    """The orchestrator in a thread (a run in progress); returns (backend, thread, outcome dict)."""
+    backend = SkyPilotBackend(run, {"api": api})
+    orchestrator = Orchestrator(run, backend)
+    outcome: dict = {}
+
+    def go():
+        try:
+            outcome["result"] = orchestrator.execute()
+        except BaseException as error:  # noqa: BLE001 — interrupted by the teardown under test
+            outcome["error"] = error
+
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    return backend, thread, outcome
+
+
+def wait_until(predicate, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition never became true"
+        time.sleep(0.02)
+
+
+def hang_target(root: Path, mode: str, **workers):
+    return conftest.make_target(root, {"H1": {"hang.txt": "x\n"}, "H2": {"hang.txt": "y\n"}}, files={"bench.sh": HANG_BENCH},
+                                task_extra=task_extra(mode, **workers))
+
+
+def test_pool_down_waits_for_cancelled_jobs_and_checks_the_pool_is_gone(tmp_path):
+    """Item 1: sky.jobs.cancel is asynchronous and pool_down ignores a pool with unfinished jobs."""
+    _repo, task, plan = hang_target(tmp_path, "pool")
+    run = new_run(task, plan, tmp_path / "run")
+    api = StandIn(tmp_path / "cloud")
+    backend, thread, _outcome = start_in_thread(run, api)
+    wait_until(lambda: managed_running(api))
+    backend.down_all()
+    thread.join(120)
+    assert api.live() == [], api.live()
+    assert backend.leftovers == []
+    assert rows(tmp_path / "run", "SELECT COUNT(*) FROM workers WHERE status != 'down'") == [(0,)]
+    calls = [c[0] for c in api.calls]
+    assert calls.index("pool_down") > max(i for i, c in enumerate(calls) if c == "jobs_cancel")
+
+
+def test_pool_jobs_get_their_inputs_without_workdir_or_file_mounts(tmp_path):
+    """Item 2: a pool job's YAML sets neither workdir nor file_mounts; the inputs travel in its env."""
+    import sky
+
+    _repo, task, plan = fast_target(tmp_path, "pool")
+    run = new_run(task, plan, tmp_path / "run")
+    api = StandIn(tmp_path / "cloud")
+    Orchestrator(run, SkyPilotBackend(run, {"api": api})).execute()
+    assert api.live() == []
+    decisions = dict(rows(tmp_path / "run", "SELECT hypothesis, decision FROM experiments"))
+    assert decisions == {"H1": "kept", "H2": "discarded"}, decisions
+    loaded = sky.Task.from_yaml(str(next((tmp_path / "run/sky").glob("ra-run-r1-h1-*.yaml"))))
+    assert loaded.workdir is None and not loaded.file_mounts and not loaded.setup
+    assert "RA_JOB_INPUTS" in loaded.envs
+    check_ledger(tmp_path / "run", finished=True)
+
+
+def test_down_prints_each_leftover_with_its_sky_command_and_exits_9(tmp_path):
+    """Item 3: a failed removal is reported (exit 9, the exact `sky` command) and the row stays live."""
+    slow = {"H1": {"value.txt": "130\n", "delay.txt": "0.3\n"}, "H2": {"value.txt": "90\n", "delay.txt": "0.3\n"}}
+    _repo, task, plan = fast_target(tmp_path, "clusters", hypotheses=slow)
+    env = standin_env(tmp_path)
+    process = start_cli(["optimize", str(task), "--plan", str(plan), "--run-dir", "run"], tmp_path, env)
+    wait_for_running(tmp_path / "run", process)
+    process.kill()
+    process.wait(30)
+    failing = cli(["down", "run"], tmp_path, standin_env(tmp_path, Faults(down_fails=True)))
+    assert failing.returncode == 9, (failing.stdout, failing.stderr)
+    assert "sky down ra-run-1 -y" in failing.stdout and "nothing to remove" not in failing.stdout
+    assert failing.stderr.startswith("research-agent: ") and "Traceback" not in failing.stderr
+    assert rows(tmp_path / "run", "SELECT COUNT(*) FROM workers WHERE status != 'down'")[0][0] >= 1
+    result = cli(["down", "run"], tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    assert StandIn(tmp_path / "cloud").live() == []
+    assert rows(tmp_path / "run", "SELECT COUNT(*) FROM workers WHERE status != 'down'") == [(0,)]
+
+
+def test_a_launch_in_flight_is_cancelled_by_its_request_id(tmp_path):
+    """Item 4: the request id is in the ledger as soon as it exists; down cancels by it (sky down of an
+    INIT cluster would not stop the launch); the cluster is marked down once SkyPilot shows it gone."""
+    _repo, task, plan = fast_target(tmp_path, "clusters")
+    run = new_run(task, plan, tmp_path / "run")
+    api = StandIn(tmp_path / "cloud", Faults(provision=(30.0, 30.0), launch_request_delay=0.2))
+    backend = SkyPilotBackend(run, {"api": api})
+    backend._prepare()
+    backend._ensure_clusters(1)
+
+    def request_id():
+        meta = [json.loads(m or "{}") for (m,) in rows(tmp_path / "run", "SELECT meta FROM workers")]
+        return next((m["request_id"] for m in meta if m.get("request_id")), None)
+
+    wait_until(lambda: request_id() is not None)
+    started = time.monotonic()
+    backend.down_all()
+    assert ("cancel_request", request_id()) in api.calls
+    assert time.monotonic() - started < 30.0  # cancelled, not waited out
+    assert api.live() == [] and backend.leftovers == []
+    assert rows(tmp_path / "run", "SELECT status FROM workers") == [("down",)]
+
+
+def test_reattach_cancels_what_the_killed_run_left_running(tmp_path):
+    """Item 5: sky.cancel(cluster, job_ids=[]) cancels nothing: re-attach must cancel every job."""
+    _repo, task, plan = hang_target(tmp_path, "clusters")
+    env = standin_env(tmp_path)
+    process = start_cli(["optimize", str(task), "--plan", str(plan), "--run-dir", "run"], tmp_path, env)
+    wait_for_running(tmp_path / "run", process)
+    api = StandIn(tmp_path / "cloud")
+    wait_until(lambda: any(j["name"] and "r1-h" in j["name"] for j in api._load()["jobs"].values()))
+    process.kill()
+    process.wait(30)
+    resumed = rundir.open_run(tmp_path / "run")
+    api = StandIn(tmp_path / "cloud")
+    backend = SkyPilotBackend(resumed, {"api": api})
+    backend.teardown()  # the resume's first call: reconcile (re-attach)
+    reattached = [c.name for c in backend._clusters.values()]
+    assert reattached
+    alive = [j["name"] for j in api.state["jobs"].values() if j["cluster"] in reattached and api._alive(j.get("pid"))]
+    assert alive == []
+    backend.down_all()
+    assert api.live() == []
+
+
+def test_price_lookup_takes_one_resources_from_skypilots_set():
+    """Item 6: sky.Resources.from_yaml_config returns a set of Resources."""
+    import sky
+
+    from research_agent.backends import sky_api
+
+    assert isinstance(sky.Resources.from_yaml_config({"cpus": 2, "infra": "aws"}), set)
+    one = sky_api.one_resources({"cpus": 2, "infra": "aws", "use_spot": True})
+    assert str(one.cloud).lower() == "aws" and one.use_spot
+
+
+@pytest.mark.parametrize("status", ["FAILED_PRECHECKS", "FAILED_NO_RESOURCE"])
+def test_managed_job_failures_read_their_reason_from_queue_v2(tmp_path, status):
+    """Items 7, 8: the reason comes only when failure_reason is asked for; no capacity is exit 8 at once,
+    a precheck failure a clear failure without another attempt."""
+    _repo, task, plan = fast_target(tmp_path, "jobs")
+    run = new_run(task, plan, tmp_path / "run")
+    api = StandIn(tmp_path / "cloud", Faults(managed_fail={2: status}))
+    orchestrator = Orchestrator(run, SkyPilotBackend(run, {"api": api}))
+    if status == "FAILED_NO_RESOURCE":
+        with pytest.raises(CloudError, match="no capacity: FAILED_NO_RESOURCE: simulated"):
+            orchestrator.execute()
+        assert CloudError("x").exit_code == 8
+    else:
+        orchestrator.execute()
+        reasons = [r[0] for r in rows(tmp_path / "run", "SELECT reason FROM experiments WHERE kind='hypothesis'")]
+        assert any("FAILED_PRECHECKS: simulated" in (r or "") for r in reasons), reasons
+    launched = [c[1] for c in api.calls if c[0] == "jobs_launch"]
+    failed = launched[1]  # job 2: the first experiment
+    assert launched.count(failed) == 1 and not any(n.startswith(failed.rsplit("-", 1)[0] + "-2") for n in launched)
+    assert api.live() == []
+
+
+def test_exec_failures_requeue_and_replace_the_cluster(tmp_path):
+    """Item 9: a failed rsync, ResourcesMismatchError or a dropped API connection is a lost worker."""
+    from sky import exceptions
+
+    from research_agent.backends.sky_api import WorkerLost, exec_error
+
+    for error in (exceptions.CommandError(255, "rsync", "rsync failed", None), exceptions.ResourcesMismatchError("no"),
+                  exceptions.ApiServerConnectionError("http://127.0.0.1:1"), ConnectionError("reset")):
+        assert isinstance(exec_error(error), WorkerLost), error
+    assert isinstance(exec_error(ValueError("bad task")), ValueError)
+    _repo, task, plan = fast_target(tmp_path, "clusters")
+    run = new_run(task, plan, tmp_path / "run")
+    api = StandIn(tmp_path / "cloud", Faults(exec_lost=[2]))
+    Orchestrator(run, SkyPilotBackend(run, {"api": api})).execute()
+    decisions = dict(rows(tmp_path / "run", "SELECT hypothesis, decision FROM experiments"))
+    assert decisions == {"H1": "kept", "H2": "discarded"}, decisions
+    assert any(c[0] == "launch" and c[1].endswith("-g2") for c in api.calls), api.calls  # the worker was replaced
+    assert api.live() == []
+    check_ledger(tmp_path / "run", finished=True)
+
+
+def test_spot_only_where_spot_exists_and_infra_instead_of_cloud_region_zone(tmp_path):
+    """Items 10, 11: Slurm/Kubernetes-only users get on-demand (said once); cloud/region/zone -> infra."""
+    import sky
+
+    _repo, task, plan = fast_target(tmp_path / "a", "clusters")
+    run = new_run(task, plan, tmp_path / "a" / "run", {"dryrun": True})
+    backend = SkyPilotBackend(run, {"api": StandIn(tmp_path / "cloud", Faults(infra=["Slurm", "Kubernetes"]))})
+    written, lines = backend.dry_run()
+    assert not next(iter(sky.Task.from_yaml(str(written[0])).resources)).use_spot
+    assert any("on-demand" in line for line in lines)
+    assert [e["message"] for e in run.ledger.events() if "no spot market" in e["message"]]
+    _repo, task, plan = fast_target(tmp_path / "b", "clusters", cloud="aws", region="us-east-1")
+    run = new_run(task, plan, tmp_path / "b" / "run", {"dryrun": True})
+    written, _lines = SkyPilotBackend(run, {"api": StandIn(tmp_path / "cloud")}).dry_run()
+    text = written[0].read_text()
+    assert "infra: \"aws/us-east-1\"" in text and "cloud:" not in text and "region:" not in text
+
+
+def test_pool_whose_workers_never_come_up_times_out(tmp_path):
+    """Item 11: managed jobs PENDING on a pool that never gets workers end as no capacity (exit 8)."""
+    _repo, task, plan = fast_target(tmp_path, "pool", launch_timeout=1)
+    run = new_run(task, plan, tmp_path / "run")
+    api = StandIn(tmp_path / "cloud", Faults(pool_never_ready=True))
+    with pytest.raises(CloudError, match="no capacity: pool .* did not come up"):
+        Orchestrator(run, SkyPilotBackend(run, {"api": api})).execute()
+    assert api.live() == []
+
+
+def test_a_failed_pool_is_removed_not_reattached(tmp_path):
+    _repo, task, plan = fast_target(tmp_path, "pool")
+    run = new_run(task, plan, tmp_path / "run")
+    api = StandIn(tmp_path / "cloud")
+    backend = SkyPilotBackend(run, {"api": api})
+    backend._prepare()
+    backend._ensure_pool(1)
+    with api._lock:
+        api.state["pools"][backend.pool_name]["status"] = "FAILED"
+        api._save()
+    again = SkyPilotBackend(run, {"api": api})
+    assert again.pool_name in again.teardown()
+    assert not again._pool_ready and api.live() == []
+    assert not [e for e in run.ledger.events() if "re-attached to worker pool" in e["message"]]
+
+
+def test_sweep_leaves_a_run_whose_name_extends_this_one(tmp_path):
+    """Item 11: `ra-run-` must not match run `run-2`'s `ra-run-2-1`."""
+    _repo, task, plan = fast_target(tmp_path, "clusters")
+    run = new_run(task, plan, tmp_path / "run")
+    api = StandIn(tmp_path / "cloud")
+    with api._lock:
+        for name in ("ra-run-2-1", "ra-run-1"):
+            api.state["clusters"][name] = {"status": "UP", "home": None, "autostop": None, "created": time.time()}
+        api._save()
+    removed = SkyPilotBackend(run, {"api": api}).sweep()
+    assert removed == ["ra-run-1"] and list(api.state["clusters"]) == ["ra-run-2-1"]
+
+
+def test_error_lines_carry_no_colour_codes():
+    from research_agent.backends.skypilot import _why
+
+    assert _why(RuntimeError("\x1b[33mPool 'x' has 1 nonterminal jobs\x1b[0m")) == "Pool 'x' has 1 nonterminal jobs"

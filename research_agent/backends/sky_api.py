@@ -17,6 +17,7 @@ import io
 import os
 import threading
 from pathlib import Path
+from typing import Callable
 
 from ..errors import UserError
 from .base import WorkersUnavailable
@@ -24,6 +25,9 @@ from .base import WorkersUnavailable
 # Cluster / job states as strings (SkyPilot's enums' values).
 JOB_DONE = {"SUCCEEDED"}
 JOB_FAILED = {"FAILED", "FAILED_SETUP", "FAILED_DRIVER", "FAILED_PRECHECKS", "FAILED_NO_RESOURCE", "FAILED_CONTROLLER", "CANCELLED"}
+# What we read of a managed job. sky.jobs.client.sdk.queue_v2's default fields
+# (sky.jobs.constants.DEFAULT_MANAGED_JOB_FIELDS) leave out failure_reason: name it.
+JOB_FIELDS = ("job_id", "job_name", "status", "recovery_count", "job_duration", "failure_reason")
 
 
 class CloudError(WorkersUnavailable):
@@ -86,7 +90,10 @@ def installed() -> bool:
 
 
 def _first_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(error))  # SkyPilot's messages carry colorama codes
+    text = " ".join(text.split()) or type(error).__name__
     return text[:400]
 
 
@@ -119,15 +126,22 @@ class SkyAPI:
 
     # --- clusters ---------------------------------------------------------------------------
 
-    def launch(self, yaml_path: Path, cluster: str, idle_minutes: int | None, secrets: dict[str, str]) -> None:
+    def launch(self, yaml_path: Path, cluster: str, idle_minutes: int | None, secrets: dict[str, str],
+               on_request: Callable[[str], None] | None = None) -> None:
+        """sky.client.sdk.launch with autostop+autodown in the request itself (so a cluster whose setup
+        fails still has it). `on_request(request_id)` fires the moment the server gave an id: the
+        caller records it, so a later `down` (even from another process) cancels it by id."""
         import sky
 
-        request = sky.launch(self._task(yaml_path, secrets), cluster_name=cluster, idle_minutes_to_autostop=idle_minutes,
-                             down=True, retry_until_up=False)
+        with _quiet():  # sky.launch prints the optimizer table and "Running on cluster" to stdout
+            request = sky.launch(self._task(yaml_path, secrets), cluster_name=cluster, idle_minutes_to_autostop=idle_minutes,
+                                 down=True, retry_until_up=False, _need_confirmation=False)
         with self._lock:
             self._requests[cluster] = request
+        _told(on_request, request)
         try:
-            sky.get(request)
+            with _quiet():
+                sky.get(request)
         except Exception as error:  # noqa: BLE001 — any SkyPilot failure is a failed launch, with its reason
             raise _launch_error(error) from None
         finally:
@@ -135,22 +149,29 @@ class SkyAPI:
                 self._requests.pop(cluster, None)
 
     def cancel_launch(self, cluster: str) -> None:
-        import sky
-
+        """The launch this process has in flight for `cluster`, cancelled by its request id (none: no-op)."""
         with self._lock:
             request = self._requests.get(cluster)
         if request is not None:
             with contextlib.suppress(Exception):
-                sky.get(sky.api_cancel(request))
+                self.cancel_request(str(request))
+
+    def cancel_request(self, request_id: str) -> None:
+        """sky.client.sdk.api_cancel: abort an in-flight request (launch, jobs.launch, pool_apply) by id.
+        A request already finished is left as it is (api_cancel only aborts PENDING/RUNNING ones)."""
+        import sky
+
+        sky.get(sky.api_cancel(request_id, silent=True))
 
     def exec(self, yaml_path: Path, cluster: str, secrets: dict[str, str]) -> int:
         import sky
         from sky import exceptions
 
         try:
-            job_id, _handle = sky.get(sky.exec(self._task(yaml_path, secrets), cluster_name=cluster))
-        except (exceptions.ClusterNotUpError, exceptions.ClusterDoesNotExist) as error:
-            raise WorkerLost(_first_line(error)) from None
+            with _quiet():
+                job_id, _handle = sky.get(sky.exec(self._task(yaml_path, secrets), cluster_name=cluster))
+        except Exception as error:  # noqa: BLE001
+            raise exec_error(error) from None
         return int(job_id)
 
     def job_status(self, cluster: str, job_id: int) -> str | None:
@@ -177,17 +198,23 @@ class SkyAPI:
         sky.tail_logs(cluster, job_id, follow=False, output_stream=buffer)
         return buffer.getvalue()
 
-    def cancel(self, cluster: str, job_ids: list[int]) -> None:
+    def cancel(self, cluster: str, job_ids: list[int] | None) -> None:
+        """sky.client.sdk.cancel: `job_ids=None` here means every job on the cluster (the SDK's
+        `all=True`); an empty list cancels nothing, as in the SDK (skylet job_lib.cancel_jobs)."""
         import sky
 
-        sky.get(sky.cancel(cluster, job_ids=list(job_ids)))
+        if job_ids is None:
+            sky.get(sky.cancel(cluster, all=True))
+        elif job_ids:
+            sky.get(sky.cancel(cluster, job_ids=list(job_ids)))
 
     def down(self, cluster: str) -> None:
         import sky
         from sky import exceptions
 
         try:
-            sky.get(sky.down(cluster))
+            with _quiet():
+                sky.get(sky.down(cluster))
         except exceptions.ClusterDoesNotExist:
             pass
 
@@ -211,19 +238,27 @@ class SkyAPI:
 
     # --- managed jobs and pools -------------------------------------------------------------
 
-    def jobs_launch(self, yaml_path: Path, name: str, pool: str | None, secrets: dict[str, str]) -> int:
+    def jobs_launch(self, yaml_path: Path, name: str, pool: str | None, secrets: dict[str, str],
+                    on_request: Callable[[str], None] | None = None) -> int:
         import sky
 
         try:
-            job_ids, _handle = sky.get(sky.jobs.launch(self._task(yaml_path, secrets), name=name, pool=pool))
+            with _quiet():
+                request = sky.jobs.launch(self._task(yaml_path, secrets), name=name, pool=pool, _need_confirmation=False)
+                _told(on_request, request)
+                job_ids, _handle = sky.get(request)
         except Exception as error:  # noqa: BLE001
             raise _launch_error(error) from None
         return int(job_ids[0])
 
-    def jobs_status(self, job_ids: list[int]) -> dict[int, dict]:
+    def jobs_status(self, job_ids: list[int], fields: tuple[str, ...] = JOB_FIELDS) -> dict[int, dict]:
+        """sky.jobs.client.sdk.queue_v2 (queue v1 is deprecated and warns on every call) with the
+        fields we read; it returns (records, total, status counts, ...)."""
         import sky
 
-        records = sky.get(sky.jobs.queue(refresh=False, skip_finished=False, job_ids=list(job_ids)))
+        with _quiet():
+            result = sky.get(sky.jobs.queue_v2(refresh=False, skip_finished=False, job_ids=list(job_ids), fields=list(fields)))
+        records = result[0] if isinstance(result, tuple) else result
         out = {}
         for record in records:
             out[int(_field(record, "job_id"))] = {
@@ -242,23 +277,37 @@ class SkyAPI:
         return buffer.getvalue()
 
     def jobs_cancel(self, job_ids: list[int]) -> None:
+        """sky.jobs.client.sdk.cancel: asynchronous — the jobs go CANCELLING and reach CANCELLED later
+        (the controller does it); wait on jobs_status for that. An empty list cancels nothing."""
         import sky
 
-        sky.get(sky.jobs.cancel(job_ids=list(job_ids)))
+        if job_ids:
+            with _quiet():
+                sky.get(sky.jobs.cancel(job_ids=list(job_ids)))
 
-    def pool_apply(self, yaml_path: Path, pool: str, workers: int, secrets: dict[str, str]) -> None:
+    def pool_apply(self, yaml_path: Path, pool: str, workers: int, secrets: dict[str, str],
+                   on_request: Callable[[str], None] | None = None) -> None:
         import sky
         from sky.serve import serve_utils
 
         try:
-            sky.get(sky.jobs.pool_apply(self._task(yaml_path, secrets), pool, mode=serve_utils.UpdateMode.ROLLING, workers=workers))
+            with _quiet():
+                request = sky.jobs.pool_apply(self._task(yaml_path, secrets), pool, mode=serve_utils.UpdateMode.ROLLING, workers=workers)
+                _told(on_request, request)
+                sky.get(request)
         except Exception as error:  # noqa: BLE001
             raise _launch_error(error) from None
 
     def pool_status(self, pool: str) -> dict | None:
         import sky
 
-        records = sky.get(sky.jobs.pool_status([pool]))
+        from sky import exceptions
+
+        try:
+            with _quiet():
+                records = sky.get(sky.jobs.pool_status([pool]))
+        except exceptions.ClusterNotUpError:  # no jobs controller up ("No in-progress managed jobs"): no pool either
+            return None
         for record in records:
             if _field(record, "name") == pool:
                 return {"status": _value(_field(record, "status"))}
@@ -267,8 +316,13 @@ class SkyAPI:
     def pool_down(self, pool: str) -> None:
         import sky
 
+        from sky import exceptions
+
         try:
-            sky.get(sky.jobs.pool_down(pool))
+            with _quiet():
+                sky.get(sky.jobs.pool_down(pool))
+        except exceptions.ClusterNotUpError:  # a failed pool start left no controller: nothing to take down
+            pass
         except Exception as error:  # noqa: BLE001
             if "not found" not in str(error).lower() and "does not exist" not in str(error).lower():
                 raise
@@ -283,7 +337,9 @@ class SkyAPI:
     def list_jobs(self, prefix: str) -> list[tuple[int, str]]:
         import sky
 
-        records = sky.get(sky.jobs.queue(refresh=False, skip_finished=True))
+        with _quiet():
+            result = sky.get(sky.jobs.queue_v2(refresh=False, skip_finished=True, fields=["job_id", "job_name", "status"]))
+        records = result[0] if isinstance(result, tuple) else result
         return [(int(_field(r, "job_id")), _field(r, "job_name")) for r in records if str(_field(r, "job_name") or "").startswith(prefix)]
 
     def list_pools(self, prefix: str) -> list[str]:
@@ -297,7 +353,7 @@ class SkyAPI:
         from sky import catalog
 
         with contextlib.suppress(Exception), _quiet():
-            res = sky.Resources.from_yaml_config(dict(resources))
+            res = one_resources(resources)
             clouds = [str(res.cloud).lower()] if res.cloud is not None else [c.lower() for c in (self.enabled_infra() or [])]
             prices = []
             for cloud in clouds:
@@ -324,6 +380,44 @@ class SkyAPI:
 
                 return [str(c) for c in sky.get(sky.client.sdk.enabled_clouds())]
         return cached_enabled_infra()
+
+
+def one_resources(config: dict):
+    """sky.resources.Resources.from_yaml_config returns a *set* (or a list for `ordered:`) of
+    Resources, never one: the first of them (ours never use any_of / ordered)."""
+    import sky
+
+    parsed = sky.Resources.from_yaml_config(dict(config))
+    if isinstance(parsed, (set, list, tuple)):
+        return next(iter(parsed))
+    return parsed
+
+
+def exec_error(error: BaseException) -> Exception:
+    """A failed sky.client.sdk.exec as WorkerLost (the job never ran: requeue it on another worker,
+    remove this one) — a cluster gone or down, a failed file sync (sky.exceptions.CommandError from
+    rsync), a cluster that cannot take the task (ResourcesMismatchError), the API server
+    unreachable (ApiServerConnectionError, a dropped connection) — or the error itself otherwise."""
+    from sky import exceptions
+
+    lost = (exceptions.ClusterNotUpError, exceptions.ClusterDoesNotExist, exceptions.CommandError,
+            exceptions.ResourcesMismatchError, exceptions.ApiServerConnectionError, exceptions.FetchClusterInfoError,
+            exceptions.ClusterSetUpError, ConnectionError, TimeoutError)
+    try:
+        import requests
+
+        lost += (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
+    except ImportError:  # pragma: no cover - SkyPilot depends on requests
+        pass
+    if isinstance(error, lost):
+        return WorkerLost(f"{type(error).__name__}: {_first_line(error)}")
+    return error
+
+
+def _told(on_request, request) -> None:
+    if on_request is not None:
+        with contextlib.suppress(Exception):
+            on_request(str(request))
 
 
 def cached_enabled_infra() -> list[str] | None:

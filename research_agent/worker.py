@@ -291,7 +291,9 @@ def _experiment(spec: dict, mirror: Path, base: str, work: Path, out_dir: Path) 
         print(f"RA-PHASE {name}", flush=True)
 
     r = spec["runtime"]
-    runtime = make_runtime(r["name"], r.get("options") or {}, r["timeout"])
+    from .fence import Fence
+
+    runtime = make_runtime(r["name"], r.get("options") or {}, r["timeout"], fence=Fence.from_spec(commands.fence))
     job = Job(spec["exp_id"], spec["title"], brief, commands, protected, gate, out_dir, spec["seed"], on_sample, on_phase,
               holdout=holdout, noise=noise, on_metrics=lambda *row: _metrics(metrics, *row))
     try:
@@ -319,7 +321,16 @@ def _experiment(spec: dict, mirror: Path, base: str, work: Path, out_dir: Path) 
 def _commands(spec: dict):
     from .experiment import Commands
 
-    return Commands(**spec["commands"])
+    commands = Commands(**spec["commands"])
+    if commands.fence and commands.fence.get("mechanism") == "auto":  # chosen and probed here, on the worker
+        import tempfile
+
+        from .fence import choose, probe
+
+        fence = choose(commands.fence.get("extra") or ())
+        probe(fence, Path(tempfile.mkdtemp(prefix="ra-probe-")))
+        commands.fence = fence.to_spec()
+    return commands
 
 
 def _files_named(commands, root: Path) -> list[str]:

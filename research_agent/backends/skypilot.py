@@ -213,7 +213,7 @@ class SkyPilotBackend:
 
     # --- the Backend interface ----------------------------------------------------------------
 
-    def make_runtime(self, name: str, options: dict, timeout: float) -> RemoteRuntime:
+    def make_runtime(self, name: str, options: dict, timeout: float, fence=None) -> RemoteRuntime:  # the worker fences itself
         runtime = RemoteRuntime(name, options, timeout)
         if name in ("claude-code", "codex"):
             runtime.notices.append(f"{name} runs on the workers (installed there by the task's setup)")

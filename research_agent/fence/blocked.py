@@ -1,0 +1,50 @@
+"""Writes the fence stopped, as far as a command's output shows them (reporting, not enforcement).
+
+A denied write prints EACCES ("Permission denied", Landlock) or EROFS ("Read-only file system",
+bubblewrap) next to the path in every common form: `sh: 1: cannot create /x: …`, `tee: /x: …`,
+`PermissionError: [Errno 13] Permission denied: '/x'`, `cp: cannot create regular file '/x': …`,
+`EACCES: permission denied, open '/x'` (node). A path counts when it resolves (symlinks followed,
+relative to the command's directory) outside every writable root and is readable to us — so a
+failed *read* of a root-only file or a non-executable script in the worktree is not reported.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+_DENIED = re.compile(r"permission denied|read-only file system|operation not permitted", re.IGNORECASE)
+_QUOTED = re.compile(r"[‘'\"`]([^'\"`’\n]+)[’'\"`]")
+_BARE = re.compile(r"(?:^|[\s:=(])((?:~|\.\.?)?/[^\s:'\"`,;)]*|\.\./[^\s:'\"`,;)]*)")
+_CANNOT = re.compile(r"cannot (?:create|touch|open|remove|write|overwrite)[^:']*?\s([^\s:']+):")
+_NAMED = re.compile(r"^[\w.\-/]+: (?:line \d+: |\d+: )?([^\s:]+): ")
+
+
+def blocked_paths(output: str, roots: list[Path | str], cwd: Path | str) -> list[str]:
+    """Paths (resolved) a denied write in `output` aimed at outside `roots`, first seen first."""
+    real_roots = [os.path.realpath(root) for root in roots]
+    found: list[str] = []
+    for line in output.splitlines():
+        if not _DENIED.search(line):
+            continue
+        candidates = _QUOTED.findall(line) + _CANNOT.findall(line) + _NAMED.findall(line.strip()) + _BARE.findall(line)
+        for raw in candidates:
+            path = _outside(raw.strip(), real_roots, cwd)
+            if path and path not in found:
+                found.append(path)
+    return found
+
+
+def _outside(raw: str, roots: list[str], cwd: Path | str) -> str | None:
+    if not raw or "/" not in raw and not raw.startswith("."):
+        return None
+    if raw.startswith(("http://", "https://")) or raw in ("/dev/null", "/dev/tty"):
+        return None
+    path = os.path.realpath(os.path.join(str(cwd), os.path.expanduser(raw)))
+    if any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots):
+        return None
+    probe = path if os.path.exists(path) else os.path.dirname(path)
+    if os.path.exists(probe) and not os.access(probe, os.R_OK):
+        return None  # we could not read it either: a permission problem, not the fence
+    return path

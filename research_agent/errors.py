@@ -45,3 +45,9 @@ class RunDirError(UserError):
     """The run directory is missing, belongs to another task, or is unreadable."""
 
     exit_code = 7
+
+
+class AgentCredentialsError(UserError):
+    """An agent runtime has no key or login: stop before the baseline, not after N failed experiments."""
+
+    exit_code = 10

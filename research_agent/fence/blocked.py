@@ -19,6 +19,7 @@ _QUOTED = re.compile(r"[‘'\"`]([^'\"`’\n]+)[’'\"`]")
 _BARE = re.compile(r"(?:^|[\s:=(])((?:~|\.\.?)?/[^\s:'\"`,;)]*|\.\./[^\s:'\"`,;)]*)")
 _CANNOT = re.compile(r"cannot (?:create|touch|open|remove|write|overwrite)[^:']*?\s([^\s:']+):")
 _NAMED = re.compile(r"^[\w.\-/]+: (?:line \d+: |\d+: )?([^\s:]+): ")
+_PROGRAM = re.compile(r"^[\w.\-/]+: (?:line \d+: |\d+: )?")  # `/bin/sh: 1: ` names the shell, not the target
 
 
 def blocked_paths(output: str, roots: list[Path | str], cwd: Path | str) -> list[str]:
@@ -28,7 +29,8 @@ def blocked_paths(output: str, roots: list[Path | str], cwd: Path | str) -> list
     for line in output.splitlines():
         if not _DENIED.search(line):
             continue
-        candidates = _QUOTED.findall(line) + _CANNOT.findall(line) + _NAMED.findall(line.strip()) + _BARE.findall(line)
+        body = _PROGRAM.sub("", line.strip())
+        candidates = _QUOTED.findall(body) + _CANNOT.findall(body) + _NAMED.findall(line.strip()) + _BARE.findall(body)
         for raw in candidates:
             path = _outside(raw.strip(), real_roots, cwd)
             if path and path not in found:
@@ -37,7 +39,7 @@ def blocked_paths(output: str, roots: list[Path | str], cwd: Path | str) -> list
 
 
 def _outside(raw: str, roots: list[str], cwd: Path | str) -> str | None:
-    if not raw or "/" not in raw and not raw.startswith("."):
+    if not raw or " " in raw:  # a bare name counts too: it may be a symlink leading out
         return None
     if raw.startswith(("http://", "https://")) or raw in ("/dev/null", "/dev/tty"):
         return None

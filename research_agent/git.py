@@ -101,9 +101,16 @@ def in_worktree(workdir: Path | str, *args: str, strip: bool = True, timeout: fl
     return run(workdir, f"--git-dir={gitdir}", f"--work-tree={os.path.realpath(workdir)}", *args, strip=strip, timeout=timeout)
 
 
+def in_checkout(workdir: Path | str, *args: str, strip: bool = True, timeout: float = TIMEOUT_S) -> str:
+    """`in_worktree` for a linked worktree, plain `run` for a repository of its own (tests, a VM's clone)."""
+    if (Path(workdir) / ".git").is_file():
+        return in_worktree(workdir, *args, strip=strip, timeout=timeout)
+    return run(workdir, *args, strip=strip, timeout=timeout)
+
+
 def head(workdir: Path | str) -> str | None:
     """HEAD's commit in `workdir`, or None when there is none (not a repository, unborn branch)."""
     try:
-        return in_worktree(workdir, "rev-parse", "HEAD") if (Path(workdir) / ".git").is_file() else run(workdir, "rev-parse", "HEAD")
+        return in_checkout(workdir, "rev-parse", "HEAD", timeout=30)
     except GitError:
         return None

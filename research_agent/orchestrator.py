@@ -450,6 +450,9 @@ class Orchestrator:
     def _check_runtime(self) -> None:
         runtime = self._make_runtime()
         self._show_notices(getattr(runtime, "notices", []))
+        preflight = getattr(runtime, "preflight", None)
+        if preflight is not None:  # a missing key or login stops here, before the baseline is spent
+            preflight()
 
     def _make_runtime(self):
         """The task's runtime; a backend whose workers run it elsewhere (cloud VMs) supplies its own stand-in."""

@@ -10,6 +10,7 @@ failed *read* of a root-only file or a non-executable script in the worktree is 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -26,7 +27,7 @@ def blocked_paths(output: str, roots: list[Path | str], cwd: Path | str) -> list
     """Paths (resolved) a denied write in `output` aimed at outside `roots`, first seen first."""
     real_roots = [os.path.realpath(root) for root in roots]
     found: list[str] = []
-    for line in output.splitlines():
+    for line in _lines(output):
         if not _DENIED.search(line):
             continue
         body = _PROGRAM.sub("", line.strip())
@@ -36,6 +37,33 @@ def blocked_paths(output: str, roots: list[Path | str], cwd: Path | str) -> list
             if path and path not in found:
                 found.append(path)
     return found
+
+
+def _lines(output: str):
+    """The output's lines; a JSON line (an agent CLI's event stream) gives the lines of its strings,
+    where tool results carry the commands' own messages."""
+    for line in output.splitlines():
+        if line.startswith("{") and _DENIED.search(line):
+            try:
+                event = json.loads(line)
+            except ValueError:
+                yield line
+                continue
+            for text in _strings(event):
+                yield from text.splitlines()
+        else:
+            yield line
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
 
 
 def _outside(raw: str, roots: list[str], cwd: Path | str) -> str | None:

@@ -671,6 +671,8 @@ class CodexRuntime:
             details["cost_note"] = "estimated at a conservative default price: the model's price is unknown"
         common = dict(transcript=transcript_path, tokens=usage.total if (usage.total or transcript.turns) else None,
                       cost_usd=round(spent, 6), turns=transcript.turns, details=details)
+        if result.blocked:
+            details["blocked"] = result.blocked  # writes our fence stopped, as the commands' output shows them
         outside = state.outside or (state.stop[1] if state.stop and state.stop[0] == "outside" else None)
         if outside is None:
             for change in transcript.file_changes:  # belt and braces: every reported change
@@ -681,7 +683,7 @@ class CodexRuntime:
             details["rejected"] = True
             return RuntimeResult(False, outside, **common)
         if result.blocked:  # our fence stopped a write (its message is in a command's output)
-            details.update(rejected=True, blocked=result.blocked)
+            details["rejected"] = True
             return RuntimeResult(False, f"write outside the worktree blocked: {result.blocked[0]}", **common)
         if state.stop and state.stop[0] == "cap":
             details["capped"] = True

@@ -219,6 +219,12 @@ def doctor() -> None:
         table.add_column(column)
     table.add_row("patch", "yes", _shutil.which("git") or "git missing", "", "", "applies plan diffs with git apply --3way")
     table.add_row("command", "yes", "", "", "", "any agent CLI via --runtime-cmd")
+    from .fence import available as fence_available
+
+    mechanism = fence_available()
+    table.add_row("write fence", "yes" if mechanism else "no", mechanism or "", "", "",
+                  "every runtime and build/check/bench confined to its worktree" if mechanism else
+                  "none: install bubblewrap (Linux without Landlock), or set sandbox: off in the task")
     try:
         from .backends.skypilot import doctor_info as backend_info
 

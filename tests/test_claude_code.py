@@ -517,3 +517,13 @@ def test_no_key_stops_before_the_baseline_with_exit_10(tmp_path, claude, monkeyp
         "research-agent: claude-code has no key: set ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN / CLAUDE_CODE_OAUTH_TOKEN "
         "from `claude setup-token`) in the environment"]
     assert not (tmp_path / "run" / "experiments" / "baseline" / "baseline.log").exists()  # nothing built or benchmarked
+
+
+def test_a_key_the_agent_prints_never_lands_in_the_transcript(tmp_path, claude, monkeypatch):
+    wt, brief = worktree(tmp_path)
+    key = "sk-ant-test-dummy"  # the scripted server's key, in ANTHROPIC_API_KEY
+    with serve([bash(f"echo leaked {key}"), text("done")], monkeypatch) as server:
+        assert server.api_key == key
+        outcome = ClaudeCodeRuntime({"binary": str(claude["binary"])}, timeout=60).apply(wt, brief)
+    saved = outcome.transcript.read_text()
+    assert "leaked [redacted]" in saved and key not in saved

@@ -60,7 +60,7 @@ from pathlib import Path
 
 from .. import git, proc
 from ..errors import AgentCredentialsError, UserError
-from .agent_common import binary_version, constraints_text, find_binary, outside_worktree, shell_write_targets, version_notice
+from .agent_common import binary_version, redact, constraints_text, find_binary, outside_worktree, shell_write_targets, version_notice
 from .base import Brief, RuntimeResult
 
 NAME = "claude-code"
@@ -422,9 +422,11 @@ class ClaudeCodeRuntime:
 
         with open(transcript, "w", encoding="utf-8") as out:
 
+            secrets = [os.environ[name] for name in KEY_VARIABLES if len(os.environ.get(name) or "") >= 8]
+
             def on_line(line: str) -> str | None:
                 received.append(line)
-                out.write(line + "\n")
+                out.write(redact(line, secrets) + "\n")  # a key the agent printed never lands in the transcript
                 out.flush()
                 state.feed(line)
                 if state.outside:

@@ -54,7 +54,7 @@ from pathlib import Path
 
 from .. import proc
 from ..errors import AgentCredentialsError, UserError
-from .agent_common import binary_version, constraints_text, find_binary, outside_worktree, shell_write_targets, version_notice
+from .agent_common import binary_version, redact, constraints_text, find_binary, outside_worktree, shell_write_targets, version_notice
 from .base import Brief, RuntimeResult
 
 NAME = "codex"
@@ -821,11 +821,7 @@ def _is_auth_failure(message: str) -> bool:
     return bool(re.search(r"\b401\b|unauthori[sz]ed", message, re.IGNORECASE))
 
 
-def _redact(line: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        if len(secret) >= 8:
-            line = line.replace(secret, "[redacted]")
-    return line
+_redact = redact  # one redaction for every agent CLI (agent_common)
 
 
 def _redact_keys(text: str) -> str:

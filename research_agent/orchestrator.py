@@ -21,7 +21,7 @@ from . import experiment, proc
 from .brief import write_brief
 from .backends.base import WorkersUnavailable
 from .errors import BaselineError, TaskError
-from .fence import Fence, choose as choose_fence, probe as probe_fence
+from .fence import Fence, FenceUnavailable, choose as choose_fence, probe as probe_fence
 from .experiment import BaselineJob, Commands, Holdout, HoldoutBench, Job, JobResult
 from .gate import Bound, SequentialGate, summarize
 from .worker_noise import WorkerNoise
@@ -444,7 +444,17 @@ class Orchestrator:
         if getattr(self.backend, "make_runtime", None) is not None:
             self.fence = Fence("auto", tuple(self.task.workers.writable))
             return
-        self.fence = choose_fence(self.task.workers.writable)
+        try:
+            wanted = None if self.task.sandbox == "on" else self.task.sandbox
+            self.fence = choose_fence(self.task.workers.writable, wanted)
+        except FenceUnavailable as missing:
+            if self.task.runtime.name != "patch" or self.task.sandbox != "on":
+                raise  # an agent (or a named mechanism) never runs unconfined unless the task says so
+            # No agent: the plan's own diffs are applied; the commands run unconfined, said loudly.
+            warning = f"warning: {missing}; the patch runtime goes on, its build/check/bench unconfined"
+            self.notify(warning)
+            self.ledger.event("sandbox", warning)
+            return
         probe_fence(self.fence, self.run.path)
 
     def _check_runtime(self) -> None:

@@ -303,8 +303,9 @@ class Task(_Strict):
     budget_usd: Number | None = Field(None, gt=0)
     guards: Annotated[dict[str, Guard], BeforeValidator(_none_as_empty_mapping)] = Field(default_factory=dict)
     holdout: Holdout | None = None
-    # on: every runtime and the build/check/bench commands run inside the write fence; off: unconfined (warned)
-    sandbox: Annotated[Literal["on", "off"], BeforeValidator(_on_off)] = "on"
+    # on: every runtime and the build/check/bench commands run inside the write fence (the best mechanism
+    # here); landlock / bubblewrap / sandbox-exec: that one; off: unconfined (warned on every run)
+    sandbox: Annotated[Literal["on", "off", "landlock", "bubblewrap", "sandbox-exec"], BeforeValidator(_on_off)] = "on"
 
     # Where the task came from; not part of the spec, so never dumped or compared.
     source: str | None = Field(None, exclude=True)

@@ -3,6 +3,7 @@ mechanism this machine has; the probe; and whole runs whose runtime and build tr
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -154,3 +155,18 @@ def test_sandbox_off_warns_and_gives_the_fence_up(tmp_path):
         said = [row[0] for row in db.execute("SELECT message FROM events WHERE kind = 'sandbox'")]
     assert said and said[0].startswith("warning: sandbox: off")
     assert "**warning: sandbox: off" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_a_missing_fence_stops_an_agent_run_with_one_line_naming_the_install(tmp_path):
+    repo, task, plan = make_target(tmp_path, {"H1": {"value.txt": "150\n"}}, task_extra=FAST + "sandbox: bubblewrap\n")
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    for tool in ("git", "python3", "sh"):  # a PATH with what a run needs, but no bwrap
+        os.symlink(shutil.which(tool), empty / tool)
+    result = cli("optimize", str(task), "--plan", str(plan), "--run-dir", "run", "--runtime-cmd", "true", cwd=tmp_path,
+                 env={"PATH": str(empty)})
+    assert result.returncode == 9, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "research-agent: sandbox: bubblewrap asked for, but bubblewrap is missing or cannot run here: "
+        "apt-get install bubblewrap (or set `sandbox: on` for any fence)")
+    assert not (tmp_path / "run" / "experiments" / "baseline" / "baseline.log").exists()

@@ -123,9 +123,24 @@ def available() -> str | None:
     return "bubblewrap" if bwrap.works() else None
 
 
+def works(mechanism: str) -> bool:
+    if mechanism == "landlock":
+        from . import landlock
+        return landlock.abi_version() >= 1
+    return _module(mechanism).works()
+
+
 def choose(extra: list[str] | tuple[str, ...] = (), mechanism: str | None = None) -> Fence:
-    """The fence for a run; FenceUnavailable (one line naming what to install) when there is none."""
-    found = mechanism or available()
+    """The fence for a run (`mechanism`, or the best one here); FenceUnavailable (one line naming
+    what to install) when there is none."""
+    if mechanism is not None:
+        if not works(mechanism):
+            need = {"landlock": "this kernel has no Landlock (Linux ≥ 5.13 with landlock in its LSM list)",
+                    "bubblewrap": "bubblewrap is missing or cannot run here: apt-get install bubblewrap",
+                    "sandbox-exec": "sandbox-exec is missing (part of macOS)"}[mechanism]
+            raise FenceUnavailable(f"sandbox: {mechanism} asked for, but {need} (or set `sandbox: on` for any fence)")
+        return Fence(mechanism, tuple(str(path) for path in extra))
+    found = available()
     if found is None:
         if sys.platform == "darwin":
             need = "sandbox-exec (part of macOS) is missing"

@@ -222,9 +222,8 @@ def doctor() -> None:
     from .fence import available as fence_available
 
     mechanism = fence_available()
-    table.add_row("write fence", "yes" if mechanism else "no", mechanism or "", "", "",
-                  "every runtime and build/check/bench confined to its worktree" if mechanism else
-                  "none: install bubblewrap (Linux without Landlock), or set sandbox: off in the task")
+    table.add_row("fence", "yes" if mechanism else "no", mechanism or "", "", "",
+                  "" if mechanism else "apt-get install bubblewrap")
     try:
         from .backends.skypilot import doctor_info as backend_info
 

@@ -277,6 +277,11 @@ def doctor() -> None:
         table.add_column(column)
     table.add_row("patch", "yes", _shutil.which("git") or "git missing", "", "", "applies plan diffs with git apply --3way")
     table.add_row("command", "yes", "", "", "", "any agent CLI via --runtime-cmd")
+    from .fence import available as fence_available
+
+    mechanism = fence_available()
+    table.add_row("fence", "yes" if mechanism else "no", mechanism or "", "", "",
+                  "" if mechanism else "apt-get install bubblewrap")
     try:
         from .backends.skypilot import doctor_info as backend_info
 

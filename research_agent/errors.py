@@ -4,14 +4,15 @@ EXIT_CODES is the one table of exit codes: the error classes below take their co
 CLI uses it, and the README's "Exit codes" table is this table (a test checks they match).
 """
 
-OK, INTERNAL, USAGE, TASK, PLAN, TARGET, BASELINE, RUN_DIR, NO_CLOUD, TEARDOWN = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9
+OK, INTERNAL, USAGE, TASK, PLAN, TARGET, BASELINE, RUN_DIR, NO_CLOUD, TEARDOWN, FENCE = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
 INTERRUPTED = "130 / 143"  # 128 + SIGINT / SIGTERM
 
 EXIT_CODES: dict[int | str, str] = {
     OK: "done (whatever the decisions), or a plan written for review",
     INTERNAL: "internal error (one line; `RESEARCH_AGENT_DEBUG=1` shows the traceback)",
     USAGE: "usage error or bad input: a mistyped option or command, an option's bad value (`--parallel 0`, "
-           "`--runtime nosuch`), an agent CLI missing, research found nothing to try, no API key for "
+           "`--runtime nosuch`), an agent CLI missing or its key or login missing (`claude-code`: `ANTHROPIC_API_KEY`; "
+           "`codex`: `OPENAI_API_KEY`; stopped before the baseline), research found nothing to try, no API key for "
            "`--planner-models`, a provider error or an unusable answer from the planner, no GitHub token for `pr`, "
            "a branch that exists already for `apply`",
     TASK: "task spec missing, malformed or invalid (the message names file, line and field)",
@@ -25,6 +26,8 @@ EXIT_CODES: dict[int | str, str] = {
     NO_CLOUD: "no cloud to run on: `sky check` enabled no infra, or the requested resources exist nowhere "
               "(SkyPilot's reason); resumable",
     TEARDOWN: "`research-agent down` could not remove every worker: each is printed with the `sky` command that removes it",
+    FENCE: "no write fence on this machine (the line names what to install), or the fence's probe write outside "
+           "succeeded; set `sandbox: off` to run unconfined",
     INTERRUPTED: "interrupted by SIGINT / SIGTERM; resumable",
 }
 
@@ -79,3 +82,10 @@ class TeardownError(UserError):
     """`research-agent down` could not remove every worker: each is printed with the `sky` command that removes it."""
 
     exit_code = TEARDOWN
+
+
+class AgentCredentialsError(UserError):
+    """An agent runtime has no key or login: stop before the baseline, not after N failed experiments
+    (a usage error, like a missing agent CLI)."""
+
+    exit_code = USAGE

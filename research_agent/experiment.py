@@ -12,18 +12,17 @@ import dataclasses
 import os
 import random
 import re
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import pathspec
 
-from . import build_outputs, proc
+from . import build_outputs, git, proc
+from .fence import Fence, WriteBlocked
 from .gate import HOLDOUT_ALPHA, Bound, Check, SequentialGate, pair_orders, parse_metric, parse_metrics
 from .noise import base_vs_base
 from .runtimes.base import Brief, Runtime, RuntimeResult
-from .target import GIT_IDENTITY as COMMITTER  # the tool's own commits: one identity everywhere
 
 
 @dataclass
@@ -38,6 +37,7 @@ class Commands:
     check_timeout: float
     bench_timeout: float
     format: str | None = None  # metric_formats: the bench tool's own output, beside METRIC lines
+    fence: dict | None = None  # research_agent.fence.Fence.to_spec(): build, check and bench run confined; None = unconfined
 
 
 @dataclass
@@ -126,12 +126,19 @@ class BaselineResult:
 
 def measure_baseline(workdir: Path, job: BaselineJob) -> BaselineResult:
     """Clean build, check, `repeats` benchmark runs and the optional profile, in one checkout."""
+    try:
+        return _measure_baseline(workdir, job)
+    except WriteBlocked as blocked:
+        return BaselineResult(failure=f"{blocked} (name the path in workers.writable if the build needs it)")
+
+
+def _measure_baseline(workdir: Path, job: BaselineJob) -> BaselineResult:
     commands, log = job.commands, job.log
     failure = clean_build(workdir, commands, log)
     if failure:
         return BaselineResult(failure=f"{failure} — nothing to compare against")
     if commands.check:
-        result = proc.run(commands.check, cwd=workdir, timeout=commands.check_timeout, log_path=log)
+        result = run_command(commands, commands.check, workdir, commands.check_timeout, log)
         if not result.ok:
             return BaselineResult(failure=describe_failure("check", result, commands.check_timeout))
     outcome = BaselineResult()
@@ -145,7 +152,7 @@ def measure_baseline(workdir: Path, job: BaselineJob) -> BaselineResult:
         if job.on_sample:
             job.on_sample(index, run.value, run.seconds)
     if job.profile:
-        outcome.profile = proc.run(job.profile, cwd=workdir, timeout=job.profile_timeout, log_path=log).output
+        outcome.profile = run_command(commands, job.profile, workdir, job.profile_timeout, log).output
     return outcome
 
 
@@ -162,7 +169,10 @@ def execute(job: Job, runtime: Runtime, base_dir: Path, cand_dir: Path, message:
         if noise["noisy"] and job.noise.stop_if_noisy:
             return JobResult("noisy", f"worker too noisy: paired noise {noise['noise']:.2%} > {noise['bound']:.2%}", noise=noise)
 
-    result = _execute(job, runtime, base_dir, cand_dir, message, log, phase)
+    try:
+        result = _execute(job, runtime, base_dir, cand_dir, message, log, phase)
+    except WriteBlocked as blocked:  # a build, check or bench (a patch can change the Makefile) hit the fence
+        result = JobResult("rejected", str(blocked), checks={"blocked": [blocked.path]})
     result.noise = noise
     return result
 
@@ -199,7 +209,7 @@ def _execute(job: Job, runtime: Runtime, base_dir: Path, cand_dir: Path, message
 
     if job.commands.check:
         phase("check")
-        result = proc.run(job.commands.check, cwd=cand_dir, timeout=job.commands.check_timeout, log_path=log)
+        result = run_command(job.commands, job.commands.check, cand_dir, job.commands.check_timeout, log)
         if not result.ok:
             return JobResult("failed", describe_failure("check", result, job.commands.check_timeout), cand_commit=commit, changed=changed, runtime=outcome)
 
@@ -325,7 +335,7 @@ class BenchRun:
 
 def run_bench(workdir: Path, commands: Commands, log: Path, env: dict | None = None) -> BenchRun:
     """One benchmark run. A run without the metric is a failure, never a zero."""
-    result = proc.run(commands.bench, cwd=workdir, timeout=commands.bench_timeout, log_path=log, env=env, usage=True)
+    result = run_command(commands, commands.bench, workdir, commands.bench_timeout, log, env=env, usage=True)
     if not result.ok:
         return BenchRun(0.0, result.seconds, describe_failure("bench", result, commands.bench_timeout))
     metrics = parse_metrics(result.output)
@@ -341,6 +351,18 @@ def run_bench(workdir: Path, commands: Commands, log: Path, env: dict | None = N
     return BenchRun(value, result.seconds, None, metrics)
 
 
+def run_command(commands: Commands, line: str, workdir: Path, timeout: float, log: Path, env: dict | None = None,
+                usage: bool = False) -> proc.Result:
+    """One of the task's commands in `workdir`, inside the fence when the run has one. A write the
+    fence stopped raises WriteBlocked: the experiment is rejected, whatever the command's exit."""
+    fence = Fence.from_spec(commands.fence)
+    confined = fence.confine([workdir]) if fence else None
+    result = proc.run(line, cwd=workdir, timeout=timeout, log_path=log, env=env, usage=usage, fence=confined)
+    if result.blocked:
+        raise WriteBlocked(result.blocked[0])
+    return result
+
+
 def _signed(x: float) -> str:
     return f"{x * 100:+.1f}%"
 
@@ -350,7 +372,7 @@ def clean_build(workdir: Path, commands: Commands, log: Path) -> str | None:
     _git(workdir, "clean", "-f", "-d", "-x", "-q")
     if not commands.build:
         return None
-    result = proc.run(commands.build, cwd=workdir, timeout=commands.build_timeout, log_path=log)
+    result = run_command(commands, commands.build, workdir, commands.build_timeout, log)
     return None if result.ok else describe_failure("build", result, commands.build_timeout)
 
 
@@ -400,8 +422,5 @@ def protected_touched(changed: list[str], protected: list[str]) -> list[str]:
 
 
 def _git(workdir: Path, *args: str, strip: bool = True) -> str:
-    result = subprocess.run(["git", *args], cwd=str(workdir), capture_output=True, text=True, env={**os.environ, **COMMITTER})
-    if result.returncode != 0:
-        raise RuntimeError(f"git {' '.join(args)}: {result.stderr.strip()}")
-    return result.stdout.strip() if strip else result.stdout
-
+    # Linked worktrees only: git.in_worktree refuses a `.git` the runtime replaced, and runs hooks-off.
+    return git.in_worktree(workdir, *args, strip=strip)

@@ -22,6 +22,7 @@ from .brief import write_brief
 from .explore import origin
 from .backends.base import WorkersUnavailable
 from .errors import BaselineError, TaskError
+from .fence import Fence, FenceUnavailable, choose as choose_fence, probe as probe_fence
 from .experiment import BaselineJob, Commands, Holdout, HoldoutBench, Job, JobResult
 from .gate import Bound, SequentialGate, summarize
 from .worker_noise import WorkerNoise
@@ -60,6 +61,7 @@ class Orchestrator:
         self.backend = backend
         self.notify = notify
         self.progress = Progress()
+        self.fence: Fence | None = None  # the write fence every runtime and command runs in (None: sandbox: off)
         self._plan_lock = threading.Lock()
         self._signal: int | None = None
         self._said: set[str] = set()
@@ -81,6 +83,7 @@ class Orchestrator:
                 self.ledger.event("resume", f"restarting unfinished experiment(s): {', '.join(restarted)}")
             self.ledger.update_run(status="running")
             self.new_gate()  # refuse impossible gate settings before spending any time
+            self._setup_fence()  # no fence (or a broken one) stops here, before anything runs
             self._check_runtime()  # a missing agent CLI is one clear error, not N failed experiments
             self.baseline()
             if self.run.plan is None:
@@ -373,7 +376,7 @@ class Orchestrator:
         else:  # a combination step re-applies a winner's recorded patch
             context = self._context(row)
             brief = write_brief(context, context.plan.hypothesis(row["hypothesis"]), exp_dir, diff=diff)
-            runtime = PatchRuntime()
+            runtime = PatchRuntime(fence=self.fence)
         gate = self.new_gate()
 
         def on_sample(arm: str, index: int, value: float, seconds: float) -> None:
@@ -443,6 +446,7 @@ class Orchestrator:
             build_timeout=task.timeouts.build,
             check_timeout=task.timeouts.check,
             bench_timeout=task.timeouts.bench,
+            fence=self.fence.to_spec() if self.fence else None,
         )
 
     def new_gate(self) -> SequentialGate:
@@ -468,14 +472,43 @@ class Orchestrator:
             suffix += "-combined"
         return f"ra/{self.run.run_id}/{row['hypothesis']}{suffix}"
 
+    def _setup_fence(self) -> None:
+        """Choose the write fence and prove it works (a probe write outside must fail), or warn that
+        the task turned it off. Workers elsewhere (cloud VMs) choose and probe their own ("auto")."""
+        if self.task.sandbox == "off":
+            warning = ("warning: sandbox: off — agents and the build/check/bench commands run unconfined "
+                       "and can write anywhere this user can")
+            self.notify(warning)
+            self.ledger.event("sandbox", warning)
+            self.fence = None
+            return
+        if getattr(self.backend, "make_runtime", None) is not None:
+            self.fence = Fence("auto", tuple(self.task.workers.writable))
+            return
+        try:
+            wanted = None if self.task.sandbox == "on" else self.task.sandbox
+            self.fence = choose_fence(self.task.workers.writable, wanted)
+        except FenceUnavailable as missing:
+            if self.task.runtime.name != "patch" or self.task.sandbox != "on":
+                raise  # an agent (or a named mechanism) never runs unconfined unless the task says so
+            # No agent: the plan's own diffs are applied; the commands run unconfined, said loudly.
+            warning = f"warning: {missing}; the patch runtime goes on, its build/check/bench unconfined"
+            self.notify(warning)
+            self.ledger.event("sandbox", warning)
+            return
+        probe_fence(self.fence, self.run.path)
+
     def _check_runtime(self) -> None:
         runtime = self._make_runtime()
         self._show_notices(getattr(runtime, "notices", []))
+        preflight = getattr(runtime, "preflight", None)
+        if preflight is not None:  # a missing key or login stops here, before the baseline is spent
+            preflight()
 
     def _make_runtime(self):
         """The task's runtime; a backend whose workers run it elsewhere (cloud VMs) supplies its own stand-in."""
         factory = getattr(self.backend, "make_runtime", None) or make_runtime
-        return factory(self.task.runtime.name, self.task.runtime.options, self.task.timeouts.runtime)
+        return factory(self.task.runtime.name, self.task.runtime.options, self.task.timeouts.runtime, fence=self.fence)
 
     def budget(self) -> float | None:
         return self.ledger.options().get("budget_usd") or self.task.budget_usd

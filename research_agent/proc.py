@@ -11,7 +11,7 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -33,6 +33,7 @@ class Result:
     timed_out: bool = False
     stopped: bool = False
     usage: accounting.Usage | None = None  # the tree's peak RSS and CPU time, when asked for
+    blocked: list[str] = field(default_factory=list)  # writes the fence denied, as the output shows them
 
     @property
     def ok(self) -> bool:
@@ -50,19 +51,36 @@ def run(
     log_path: Path | None = None,
     stdin_text: str | None = None,
     usage: bool = False,
+    fence=None,
 ) -> Result:
     """Run `command` (a shell string, or an argv list) and capture its combined output.
 
     With `usage`, the command runs under research_agent/usage.py's launcher and Result.usage holds
     its process tree's peak RSS and CPU time, from the OS's accounting of that tree alone.
+    With `fence` (a research_agent.fence.Confinement) the command runs confined to its writable roots
+    with a private TMPDIR, and Result.blocked lists the writes outside them its output shows.
     """
     if _stopping.is_set():
         return Result(None, "not started: stopping", 0.0, stopped=True)
+    if fence is not None:
+        fence.prepare()
+        try:
+            result = _run(command, cwd, timeout, {**(env or {}), **fence.env}, log_path, stdin_text, usage, fence)
+            result.blocked = fence.blocked(result.output, cwd)
+            return result
+        finally:
+            fence.cleanup()
+    return _run(command, cwd, timeout, env, log_path, stdin_text, usage, None)
+
+
+def _run(command, cwd, timeout, env, log_path, stdin_text, usage, fence) -> Result:
     started = time.monotonic()
     argv, report = command, None
     if usage:
         report, write_end = os.pipe()
         argv = accounting.launcher_argv(write_end, ["/bin/sh", "-c", command] if isinstance(command, str) else list(command))
+    if fence is not None:  # outermost, so the usage launcher measures the command's tree alone
+        argv = fence.wrap(["/bin/sh", "-c", argv] if isinstance(argv, str) else argv)
     try:
         proc = subprocess.Popen(
             argv,
@@ -169,6 +187,7 @@ def stream(
     env: dict[str, str] | None = None,
     stdin_text: str | None = None,
     replace_env: bool = False,
+    fence=None,
 ) -> Result:
     """Run `command` and hand each stdout line to `on_line(line) -> str | None` as it arrives.
 
@@ -178,6 +197,19 @@ def stream(
     """
     if _stopping.is_set():
         return Result(None, "not started: stopping", 0.0, stopped=True)
+    if fence is not None:  # confined, with a private TMPDIR unless the caller set one
+        fence.prepare()
+        env = {**fence.env, **(env or {})}
+        try:
+            result = _stream(fence.wrap(command), cwd, on_line, timeout, env, stdin_text, replace_env)
+            result.blocked = fence.blocked(result.output, cwd)
+            return result
+        finally:
+            fence.cleanup()
+    return _stream(command, cwd, on_line, timeout, env, stdin_text, replace_env)
+
+
+def _stream(command, cwd, on_line, timeout, env, stdin_text, replace_env) -> Result:
     started = time.monotonic()
     proc = subprocess.Popen(
         command,

@@ -118,6 +118,7 @@ def build_context(run_dir: Path, view: LedgerView) -> dict:
         "identical_builds": sum(1 for e in experiments if e["identical_build"]),
         "saved_text": f"≥ {sum(saved):.1f} s" if saved else None,
         "workers_noise": [_noise_context(row) for row in view.noise],
+        "warnings": view.warnings,
         "run": status["run"],
         "task": status["task"] or "?",
         "goal": task.get("goal") or getattr(plan, "objective", None) or "",
@@ -512,6 +513,7 @@ def render_markdown(c: dict) -> str:
     if c["best"]:
         best = c["best"]
         out.append(f"- **Best:** {best['id']} ({best['title']}) {fmt_effect(best['effect'])}")
+    out += [f"- **{line}**" for line in c.get("warnings", [])]
     out += ["", "![progress](progress.png)", "", "## Baseline", ""]
     b = c["baseline"]
     if b["n"]:

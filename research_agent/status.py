@@ -41,6 +41,7 @@ class LedgerView:
     decision_effects: dict[str, dict] = field(default_factory=dict)  # exp id -> decisions.effect JSON
     metrics: dict[str, list[dict]] = field(default_factory=dict)  # exp id -> rows of its latest attempt (bench, arm, name, value)
     noise: list[dict] = field(default_factory=list)  # the workers' noise checks
+    warnings: list[str] = field(default_factory=list)  # run-wide warnings the report repeats (e.g. sandbox: off)
 
 
 def require_run_dir(path: Path) -> None:
@@ -122,8 +123,9 @@ def _read(db: sqlite3.Connection, run_dir: Path) -> LedgerView:
             metrics.setdefault(row.pop("experiment_id"), []).append(row)
         noise = _rows(db, "SELECT * FROM noise ORDER BY id")
 
+    warnings = list(dict.fromkeys(row["message"] for row in _rows(db, "SELECT message FROM events WHERE kind = 'sandbox' ORDER BY id")))
     return LedgerView(runs[0], experiments, baseline_samples, samples, costs_by_experiment, costs_by_kind, total,
-                      decision_effects, metrics, noise)
+                      decision_effects, metrics, noise, warnings)
 
 
 def read_task(run_dir: Path) -> dict:

@@ -240,11 +240,13 @@ class _NamedWithOptions(_Strict):
         options = dict(options) if isinstance(options, dict) else {}
         options.update({key: value for key, value in data.items() if key != cls._name_key})
         named = {cls._name_key: data[cls._name_key]} if cls._name_key in data else {}
-        return {**named, "options": options}
+        own = {key: options.pop(key) for key in list(options) if key in cls.model_fields and key not in ("options", cls._name_key)}
+        return {**named, **own, "options": options}
 
     @model_serializer
     def _flatten_options(self) -> dict[str, Any]:
-        return {self._name_key: getattr(self, self._name_key), **self.options}
+        own = {key: getattr(self, key) for key in type(self).model_fields if key not in ("options", self._name_key)}
+        return {self._name_key: getattr(self, self._name_key), **{k: v for k, v in own.items() if v}, **self.options}
 
 
 class RuntimeSpec(_NamedWithOptions):
@@ -263,6 +265,7 @@ class Workers(_NamedWithOptions):
     _name_key: ClassVar[str] = "backend"
 
     backend: Literal[BACKEND_NAMES] = "local"  # type: ignore[valid-type]
+    writable: StrList = Field(default_factory=list)  # paths confined commands may also write (~ expanded), e.g. ~/.cache/ccache
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -285,6 +288,11 @@ class Research(_Strict):
 # ---------------------------------------------------------------------------
 # The task
 # ---------------------------------------------------------------------------
+
+
+def _on_off(value: Any) -> Any:
+    # YAML 1.1 reads `sandbox: off` as False and `on` as True.
+    return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
 
 def _optional_command(value: Any) -> Any:
@@ -316,6 +324,9 @@ class Task(_Strict):
     budget_usd: Number | None = Field(None, gt=0)
     guards: Annotated[dict[str, Guard], BeforeValidator(_none_as_empty_mapping)] = Field(default_factory=dict)
     holdout: Holdout | None = None
+    # on: every runtime and the build/check/bench commands run inside the write fence (the best mechanism
+    # here); landlock / bubblewrap / sandbox-exec: that one; off: unconfined (warned on every run)
+    sandbox: Annotated[Literal["on", "off", "landlock", "bubblewrap", "sandbox-exec"], BeforeValidator(_on_off)] = "on"
 
     # Where the task came from; not part of the spec, so never dumped or compared.
     source: str | None = Field(None, exclude=True)

@@ -23,7 +23,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import tarfile
 import time
@@ -231,7 +230,7 @@ def prepare_mirror(repo: dict, inputs: Path) -> Path:
     for bundle in repo.get("lineage") or []:
         _run(["git", "fetch", "--quiet", str(inputs / bundle), "+refs/heads/*:refs/heads/*"], cwd=mirror)
     base = repo.get("base_commit")
-    if base and subprocess.run(["git", "cat-file", "-e", f"{base}^{{commit}}"], cwd=mirror, capture_output=True).returncode:
+    if base and not _has_commit(mirror, base):
         if repo.get("url"):  # the target moved on since the mirror was made
             _run(["git", "fetch", "--quiet", "origin", "+refs/heads/*:refs/heads/*"], cwd=mirror)
     return mirror
@@ -291,7 +290,9 @@ def _experiment(spec: dict, mirror: Path, base: str, work: Path, out_dir: Path) 
         print(f"RA-PHASE {name}", flush=True)
 
     r = spec["runtime"]
-    runtime = make_runtime(r["name"], r.get("options") or {}, r["timeout"])
+    from .fence import Fence
+
+    runtime = make_runtime(r["name"], r.get("options") or {}, r["timeout"], fence=Fence.from_spec(commands.fence))
     job = Job(spec["exp_id"], spec["title"], brief, commands, protected, gate, out_dir, spec["seed"], on_sample, on_phase,
               holdout=holdout, noise=noise, on_metrics=lambda *row: _metrics(metrics, *row))
     try:
@@ -319,7 +320,16 @@ def _experiment(spec: dict, mirror: Path, base: str, work: Path, out_dir: Path) 
 def _commands(spec: dict):
     from .experiment import Commands
 
-    return Commands(**spec["commands"])
+    commands = Commands(**spec["commands"])
+    if commands.fence and commands.fence.get("mechanism") == "auto":  # chosen and probed here, on the worker
+        import tempfile
+
+        from .fence import choose, probe
+
+        fence = choose(commands.fence.get("extra") or ())
+        probe(fence, Path(tempfile.mkdtemp(prefix="ra-probe-")))
+        commands.fence = fence.to_spec()
+    return commands
 
 
 def _files_named(commands, root: Path) -> list[str]:
@@ -361,21 +371,32 @@ def _remove_worktrees(mirror: Path, work: Path) -> None:
 
         shutil.rmtree(work, ignore_errors=True)
     with _cache_lock():
-        subprocess.run(["git", "worktree", "prune"], cwd=mirror, capture_output=True)
+        try:
+            _run(["git", "worktree", "prune"], cwd=mirror)
+        except RuntimeError:
+            pass
 
 
 def _run(args: list[str], cwd: Path | None = None) -> str:
-    from .experiment import COMMITTER
+    """A git command on the VM's mirror, through research_agent.git (hooks off, no global config)."""
+    from . import git
 
-    result = subprocess.run(args, cwd=str(cwd) if cwd else None, capture_output=True, text=True, env={**os.environ, **COMMITTER})
-    if result.returncode != 0:
-        last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["?"]
-        raise RuntimeError(f"{' '.join(args[:2])} failed: {last[0]}")
-    return result.stdout.strip()
+    assert args[0] == "git", args
+    try:
+        return git.run(cwd or Path.cwd(), *args[1:])
+    except git.GitError as error:
+        last = error.stderr.strip().splitlines()[-1:] or ["?"]
+        raise RuntimeError(f"{' '.join(args[:2])} failed: {last[0]}") from None
 
 
 def _git(repo: Path, *args: str) -> str:
     return _run(["git", *args], cwd=repo)
+
+
+def _has_commit(mirror: Path, commit: str) -> bool:
+    from . import git
+
+    return git.ok(mirror, "cat-file", "-e", f"{commit}^{{commit}}")
 
 
 def _stop_on_sigterm() -> None:

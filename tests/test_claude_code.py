@@ -453,3 +453,77 @@ def test_demo_round_with_claude_code_gates_the_agents_edit_like_any_candidate(tm
     patch = (tmp_path / "run" / "experiments" / "r1-H1" / "patch.diff").read_text()
     assert "const double a = A[i * n + k];" in patch
     assert NAIVE_LOOP in (DEMO / "kernel.c").read_text()  # the demo folder itself is untouched
+
+
+# ---------------------------------------------------------------------------
+# Inside the write fence (research_agent/fence): what the static look cannot see
+# ---------------------------------------------------------------------------
+
+
+def test_inside_the_fence_escapes_through_programs_links_and_dotdot_are_blocked_and_reject(tmp_path, claude, monkeypatch):
+    from research_agent.fence import Fence, available
+
+    mechanism = available()
+    if mechanism is None:
+        pytest.skip("no write fence on this machine")
+    wt, brief = worktree(tmp_path)
+    out = tmp_path / "out"
+    hooks = tmp_path / "repo.git" / "hooks"
+    hooks.mkdir(parents=True)
+    out.mkdir()
+    # A mined patch added a project hook: it must not even be loaded (it would write inside, where it could).
+    (wt / ".claude").mkdir()
+    (wt / ".claude" / "settings.json").write_text(json.dumps({"hooks": {"PreToolUse": [{"matcher": "*", "hooks": [
+        {"type": "command", "command": "touch hook-ran"}]}]}}))
+    script = [bash(f"python3 -c \"open('{out}/py', 'w').write('x')\""),
+              bash(f"echo x > ../{tmp_path.name}-up"),
+              bash(f"D={out}; echo x > $D/var"),
+              bash(f"ln -s {out}/link link && echo x > link"),
+              bash(f"cd {out} && touch cd"),
+              bash("cp value.txt ../repo.git/hooks/post-commit"),
+              edit("value.txt", "100", "150"), text("done")]
+    with serve(script, monkeypatch) as server:
+        outcome = ClaudeCodeRuntime({"binary": str(claude["binary"])}, timeout=120, fence=Fence(mechanism)).apply(wt, brief)
+    assert server.main_requests == len(script)  # the agent went on after each denied write
+    assert list(out.iterdir()) == [] and list(hooks.iterdir()) == [] and not (tmp_path / f"{tmp_path.name}-up").exists()
+    assert not (wt / "hook-ran").exists()  # the target's .claude/settings.json was not loaded
+    assert not outcome.ok and outcome.details["rejected"] is True
+    assert outcome.reason == f"write outside the worktree blocked: {os.path.realpath(out)}/py"
+    blocked = outcome.details["blocked"]
+    assert {f"{os.path.realpath(out)}/{name}" for name in ("var", "link")} <= set(blocked), blocked
+    assert os.path.realpath(hooks / "post-commit") in blocked
+    assert (brief.exp_dir / "claude-config").is_dir()  # its own config dir, not the user's
+
+
+def test_the_cli_is_told_to_load_no_settings_hooks_or_mcp_servers(claude):
+    argv = ClaudeCodeRuntime({"binary": str(claude["binary"])}).command(Path("/w"))
+    assert argv[argv.index("--setting-sources") + 1] == "" and "--strict-mcp-config" in argv
+    assert argv[argv.index("--mcp-config") + 1] == '{"mcpServers":{}}' and "--disable-slash-commands" in argv
+    opted = ClaudeCodeRuntime({"binary": str(claude["binary"]), "setting_sources": ["project"], "mcp_config": "mcp.json"}).command(Path("/w"))
+    assert opted[opted.index("--setting-sources") + 1] == "project" and "--disable-slash-commands" not in opted
+    assert opted[opted.index("--mcp-config") + 1].endswith("/mcp.json")
+    with pytest.raises(UserError, match="setting_sources"):
+        ClaudeCodeRuntime({"binary": str(claude["binary"]), "setting_sources": ["everything"]})
+
+
+def test_no_key_stops_before_the_baseline_with_exit_10(tmp_path, claude, monkeypatch):
+    repo, task, plan = make_target(tmp_path, {"H1": {"notes.txt": "n\n"}})
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    result = subprocess.run([sys.executable, "-m", "research_agent.cli", "optimize", str(task), "--plan", str(plan),
+                             "--run-dir", "run", "--runtime", "claude-code"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "PATH": f"{claude['binary'].parent}:{os.environ['PATH']}"})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1:] == [
+        "research-agent: claude-code has no key: set ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN / CLAUDE_CODE_OAUTH_TOKEN "
+        "from `claude setup-token`) in the environment"]
+    assert not (tmp_path / "run" / "experiments" / "baseline" / "baseline.log").exists()  # nothing built or benchmarked
+
+
+def test_a_key_the_agent_prints_never_lands_in_the_transcript(tmp_path, claude, monkeypatch):
+    wt, brief = worktree(tmp_path)
+    key = "sk-ant-test-dummy"  # the scripted server's key, in ANTHROPIC_API_KEY
+    with serve([bash(f"echo leaked {key}"), text("done")], monkeypatch) as server:
+        assert server.api_key == key
+        outcome = ClaudeCodeRuntime({"binary": str(claude["binary"])}, timeout=60).apply(wt, brief)
+    saved = outcome.transcript.read_text()
+    assert "leaked [redacted]" in saved and key not in saved

@@ -355,3 +355,45 @@ def test_optimize_with_codex_keeps_the_scripted_edit(codex_bin, isolated, tmp_pa
     assert json.loads((exp_dir / "transcript.jsonl").read_text().splitlines()[-1])["type"] == "turn.completed"
     assert status["total_cost_usd"] == pytest.approx(Price(**TEST_PRICE).cost(Usage(3600, 600, 240)))
     assert git(repo, "status", "--porcelain") == ""  # the user's repository is untouched
+
+
+# --- inside the write fence (research_agent/fence) -------------------------------------------------
+
+
+def test_inside_the_fence_codex_runs_unsandboxed_itself_and_our_fence_blocks_and_rejects(codex_bin, isolated, tmp_path):
+    from research_agent.fence import Fence, available
+
+    mechanism = available()
+    if mechanism is None:
+        pytest.skip("no write fence on this machine")
+    wt, b = worktree(tmp_path), brief(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "repo.git" / "hooks").mkdir(parents=True)
+    # Escapes Codex's static look cannot see: through a program, a variable in bash -c, a hook
+    # (a symlink or `cd` it resolves itself, and stops the agent: the command runtime's tests cover those).
+    script = [ToolCall("exec_command", {"cmd": f"python3 -c \"open('{out}/py', 'w').write('x')\""}),
+              ToolCall("exec_command", {"cmd": f"D={out}; bash -c \"echo x > $D/bash\""}),
+              ToolCall("exec_command", {"cmd": "cp value.txt ../repo.git/hooks/post-commit"}),
+              ToolCall("apply_patch", EDIT), Message("done")]
+    with ResponsesServer(script) as server:
+        rt = CodexRuntime(runtime(codex_bin, server).options, timeout=60, fence=Fence(mechanism))
+        assert rt.command(wt)[3:5] == ["--sandbox", "danger-full-access"]
+        result = rt.apply(wt, b)
+    assert list(out.iterdir()) == [] and list((tmp_path / "repo.git" / "hooks").iterdir()) == []
+    assert not result.ok and result.details["rejected"] is True, result.reason
+    hook = os.path.realpath(tmp_path / "repo.git" / "hooks" / "post-commit")
+    # The `../` copy is the one Codex's own static look sees (and stops the agent on); the two before it only the fence saw.
+    assert result.reason in (f"write outside the worktree blocked: {os.path.realpath(out)}/py", f"edited outside the worktree: {hook}")
+    assert {f"{os.path.realpath(out)}/py", f"{os.path.realpath(out)}/bash"} <= set(result.details["blocked"])
+
+
+def test_no_key_stops_before_the_baseline_with_exit_10(codex_bin, isolated, tmp_path, monkeypatch):
+    repo, task, plan = make_target(tmp_path, {"H1": {"notes.txt": "n\n"}})
+    monkeypatch.delenv(KEY_VAR)
+    result = subprocess.run([sys.executable, "-m", "research_agent.cli", "optimize", str(task), "--plan", str(plan),
+                             "--run-dir", "run", "--runtime", "codex"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "PATH": f"{codex_bin.parent}:{os.environ['PATH']}"})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("research-agent: codex: no API key: set OPENAI_API_KEY")
+    assert not (tmp_path / "run" / "experiments" / "baseline" / "baseline.log").exists()

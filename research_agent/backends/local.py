@@ -10,9 +10,7 @@ import shutil
 import threading
 from pathlib import Path
 
-import git
-
-from .. import experiment
+from .. import experiment, git
 from ..experiment import BaselineJob, BaselineResult, Job, JobResult
 from ..ledger import Ledger
 from ..runtimes.base import Runtime
@@ -24,7 +22,7 @@ class LocalBackend:
 
     def __init__(self, run_dir: Path, repo_dir: Path, ledger: Ledger):
         self.root = run_dir / "worktrees"
-        self.repo = git.Repo(repo_dir)
+        self.repo = Path(repo_dir)  # RUN_DIR/repo.git: every git call on it goes through research_agent.git
         self.ledger = ledger
         self._git_lock = threading.Lock()  # git worktree add/remove on one repo must not overlap
 
@@ -62,7 +60,7 @@ class LocalBackend:
                 self._remove(path)
             args = ["add", "--force", "--quiet"]
             args += ["-B", branch, str(path), commit] if branch else ["--detach", str(path), commit]
-            self.repo.git.worktree(*args)
+            git.run(self.repo, "worktree", *args)
         self.ledger.set_worker_status(name, "up")
         return path
 
@@ -82,13 +80,13 @@ class LocalBackend:
             self.ledger.set_worker_status(worker["id"], "down")
             removed.append(worker["id"])
         with self._git_lock:
-            self.repo.git.worktree("prune")
+            git.run(self.repo, "worktree", "prune")
         return removed
 
     def _remove(self, path: Path) -> None:
         try:
-            self.repo.git.worktree("remove", "--force", "--force", str(path))
-        except git.GitCommandError:
+            git.run(self.repo, "worktree", "remove", "--force", "--force", str(path))
+        except git.GitError:
             pass  # not registered (half-made, or already pruned): the folder is removed below
         if path.exists():
             shutil.rmtree(path, ignore_errors=True)

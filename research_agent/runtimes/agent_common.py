@@ -161,3 +161,11 @@ def _segment_targets(words: list[str]) -> list[str]:
 def outside_paths(paths: list[str], workdir: Path | str) -> list[str]:
     """The members of `paths` that fall outside `workdir`, in order, without duplicates."""
     return [path for path in dict.fromkeys(paths) if outside_worktree(path, workdir)]
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """`text` with every secret value (8 characters or more) replaced: transcripts and logs never hold a key."""
+    for secret in secrets:
+        if len(secret) >= 8:
+            text = text.replace(secret, "[redacted]")
+    return text

@@ -30,6 +30,12 @@ class RuntimeResult:
     details: dict = field(default_factory=dict)
 
 
+def blocked_result(paths: list[str], transcript: Path | None = None, **details) -> RuntimeResult:
+    """The runtime tried to write outside its worktree and the fence stopped it: rejected, never kept."""
+    return RuntimeResult(False, f"write outside the worktree blocked: {paths[0]}", transcript=transcript,
+                         details={**details, "rejected": True, "blocked": list(paths)})
+
+
 class Runtime(Protocol):
     name: str
 

@@ -3,7 +3,13 @@
     claude -p --output-format stream-json --verbose --max-turns N --max-budget-usd X
         --permission-mode acceptEdits --tools Read,Edit,Write,Glob,Grep,Bash
         --allowedTools Read,Edit,Write,Glob,Grep,Bash --append-system-prompt <constraints>
-        --no-session-persistence [--model M] [extra_args]                  (the brief on stdin)
+        --no-session-persistence --setting-sources "" --strict-mcp-config --mcp-config '{"mcpServers":{}}'
+        --disable-slash-commands [--model M] [extra_args]                  (the brief on stdin)
+
+with CLAUDE_CONFIG_DIR set to the experiment's own `claude-config/` (the runtime's state dir: no user
+settings, hooks, plugins or login of yours are read, and nothing of yours is written). The target
+repo's `.claude/` settings, hooks and MCP servers — which a mined patch could add — are not loaded
+unless the task opts in with `setting_sources: [project]` / `mcp_config: FILE`.
 
 (flags checked against `claude --help` of 2.1.332; `--max-turns` is accepted but hidden from the help.)
 
@@ -27,6 +33,8 @@ Options (the task spec's `runtime:` block, all optional):
 - `unsafe`: true → `--dangerously-skip-permissions` instead of `--permission-mode acceptEdits`
   (only for disposable VMs; the CLI itself refuses it as root unless IS_SANDBOX=1 is set).
 - `extra_args`: more CLI arguments (a list, or one shell-quoted string).
+- `setting_sources`: settings Claude Code may load (`user`, `project`, `local`; default none).
+- `mcp_config`: an MCP config file (JSON) to load; default: no MCP servers at all.
 
 The key comes from the environment only: ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL (and the rest of the
 environment) pass through to the CLI and are never written anywhere by this module. Non-essential
@@ -46,14 +54,13 @@ import os
 import platform
 import re
 import shlex
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import proc
-from ..errors import UserError
-from .agent_common import binary_version, constraints_text, find_binary, outside_worktree, shell_write_targets, version_notice
+from .. import git, proc
+from ..errors import AgentCredentialsError, UserError
+from .agent_common import binary_version, redact, constraints_text, find_binary, outside_worktree, shell_write_targets, version_notice
 from .base import Brief, RuntimeResult
 
 NAME = "claude-code"
@@ -63,7 +70,12 @@ DEFAULT_MAX_TURNS = 30
 DEFAULT_MAX_USD = 2.0
 DEFAULT_TOOLS = ("Read", "Edit", "Write", "Glob", "Grep", "Bash")
 DEFAULT_BASH_TIMEOUT_S = 600
-OPTIONS = {"binary", "model", "max_turns", "max_usd", "allowed_tools", "bash_timeout", "prices", "unsafe", "extra_args"}
+OPTIONS = {"binary", "model", "max_turns", "max_usd", "allowed_tools", "bash_timeout", "prices", "unsafe", "extra_args",
+           "setting_sources", "mcp_config"}
+SETTING_SOURCES = ("user", "project", "local")
+# Enough to run: an API key, or a token of a Claude login passed in the environment.
+KEY_VARIABLES = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
+PROVIDER_VARIABLES = ("CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", "CLAUDE_CODE_USE_FOUNDRY")
 
 # Set for every run: keep the CLI off the network except for the model API itself.
 AGENT_ENV = {
@@ -309,9 +321,10 @@ def parse_transcript(path: Path | str, workdir: Path | str | None = None) -> Str
 class ClaudeCodeRuntime:
     name = NAME
 
-    def __init__(self, options: dict | None = None, timeout: float = 1800):
+    def __init__(self, options: dict | None = None, timeout: float = 1800, fence=None):
         self.options = dict(options or {})
         self.timeout = timeout
+        self.fence = fence  # research_agent.fence.Fence, or None (sandbox: off)
         self.notices: list[str] = []  # one-line warnings for the orchestrator to print
         unknown = sorted(set(self.options) - OPTIONS)
         if unknown:
@@ -343,6 +356,21 @@ class ClaudeCodeRuntime:
         self.extra_args = [str(arg) for arg in extra]
         if self.model and not price_for(self.model, self.prices)[1]:
             self.notices.append(_price_note(self.model))
+        sources = self.options.get("setting_sources") or []
+        if isinstance(sources, str):
+            sources = [part.strip() for part in sources.split(",") if part.strip()]
+        if not isinstance(sources, list) or set(sources) - set(SETTING_SOURCES):
+            raise UserError(f"claude-code option setting_sources must list some of: {', '.join(SETTING_SOURCES)}")
+        self.setting_sources = list(sources)
+        mcp = self.options.get("mcp_config")
+        self.mcp_config = str(Path(os.path.expanduser(str(mcp))).absolute()) if mcp else None
+
+    def preflight(self) -> None:
+        """Before the baseline: no key and no login token → one line, nothing spent (exit 10)."""
+        if any(os.environ.get(name) for name in KEY_VARIABLES + PROVIDER_VARIABLES):
+            return
+        raise AgentCredentialsError("claude-code has no key: set ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN / "
+                                    "CLAUDE_CODE_OAUTH_TOKEN from `claude setup-token`) in the environment")
 
     def command(self, workdir: Path) -> list[str]:
         """The argv (the brief itself goes to stdin)."""
@@ -355,13 +383,21 @@ class ClaudeCodeRuntime:
             argv += ["--tools", ",".join(builtin)]
         argv += ["--allowedTools", ",".join(self.allowed_tools),
                  "--append-system-prompt", constraints_text(workdir), "--no-session-persistence"]
+        # No settings, hooks, skills or MCP servers from the user's or the target repo's .claude/
+        # unless the task opts in: a mined patch can add a .claude/settings.json hook.
+        argv += ["--setting-sources", ",".join(self.setting_sources), "--strict-mcp-config",
+                 "--mcp-config", self.mcp_config or '{"mcpServers":{}}']
+        if "project" not in self.setting_sources:
+            argv.append("--disable-slash-commands")
         if self.model:
             argv += ["--model", self.model]
         return argv + self.extra_args
 
-    def environment(self, scratch: Path | None) -> dict[str, str]:
+    def environment(self, scratch: Path | None, state: Path | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
         env.update(AGENT_ENV)
+        if state is not None:
+            env["CLAUDE_CONFIG_DIR"] = str(state)  # the runtime's own state dir, not the user's ~/.claude
         bash_ms = str(int(self.bash_timeout * 1000))
         env["BASH_MAX_TIMEOUT_MS"] = bash_ms
         env["BASH_DEFAULT_TIMEOUT_MS"] = str(min(int(bash_ms), 120_000))
@@ -376,16 +412,21 @@ class ClaudeCodeRuntime:
         transcript = exp_dir / "transcript.jsonl"
         scratch = exp_dir / "agent-tmp"
         scratch.mkdir(exist_ok=True)
+        config_dir = exp_dir / "claude-config"
+        config_dir.mkdir(exist_ok=True)
         state = StreamState(workdir=workdir, allowed_outside=(scratch,), prices=self.prices)
+        confined = self.fence.confine([workdir, scratch, config_dir]) if self.fence else None
         head = _git_head(workdir)
         stop: dict[str, str | None] = {"kind": None, "reason": None}
         received: list[str] = []
 
         with open(transcript, "w", encoding="utf-8") as out:
 
+            secrets = [os.environ[name] for name in KEY_VARIABLES if len(os.environ.get(name) or "") >= 8]
+
             def on_line(line: str) -> str | None:
                 received.append(line)
-                out.write(line + "\n")
+                out.write(redact(line, secrets) + "\n")  # a key the agent printed never lands in the transcript
                 out.flush()
                 state.feed(line)
                 if state.outside:
@@ -397,7 +438,8 @@ class ClaudeCodeRuntime:
                 return stop["reason"]
 
             result = proc.stream(self.command(workdir), cwd=workdir, on_line=on_line, timeout=self.timeout,
-                                 env=self.environment(scratch), stdin_text=brief.text, replace_env=True)
+                                 env=self.environment(scratch, config_dir), stdin_text=brief.text, replace_env=True,
+                                 fence=confined)
 
         stderr = _stderr_of(result.output, received, stop["reason"])
         try:
@@ -437,6 +479,8 @@ class ClaudeCodeRuntime:
 
         if stop["kind"] == "outside":
             return fail(f"edited outside the worktree: {state.outside[0]}", rejected=True, outside=state.outside)
+        if result.blocked:  # the fence stopped a write the static look could not see (python, ../, $D, links)
+            return fail(f"write outside the worktree blocked: {result.blocked[0]}", rejected=True, blocked=result.blocked)
         if stop["kind"] == "auth":
             return fail(_auth_reason(state))
         if stop["kind"] == "usd":
@@ -606,11 +650,7 @@ def _opt_prices(value, model: str | None) -> dict[str, Price]:
 
 
 def _git_head(workdir: Path) -> str | None:
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=str(workdir), capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() if result.returncode == 0 else None
+    return git.head(workdir)
 
 
 def _undo_agent_commits(workdir: Path, head: str | None) -> int:
@@ -624,6 +664,12 @@ def _undo_agent_commits(workdir: Path, head: str | None) -> int:
     now = _git_head(workdir)
     if now is None or now == head:
         return 0
-    count = subprocess.run(["git", "rev-list", "--count", f"{head}..{now}"], cwd=str(workdir), capture_output=True, text=True)
-    subprocess.run(["git", "reset", "--soft", "-q", head], cwd=str(workdir), capture_output=True)
-    return int(count.stdout.strip() or 0) if count.returncode == 0 else 1
+    try:
+        count = int(git.in_checkout(workdir, "rev-list", "--count", f"{head}..{now}") or 0)
+    except (git.GitError, ValueError):
+        count = 1
+    try:
+        git.in_checkout(workdir, "reset", "--soft", "-q", head)
+    except git.GitError:
+        pass
+    return count

@@ -18,10 +18,16 @@ Options (the task spec's `runtime:` block, all optional):
 - `unsafe`: true → `--dangerously-bypass-approvals-and-sandbox` instead of the workspace-write
   sandbox (only for hosts that are sandboxed some other way).
 - `extra_args`: more `codex exec` arguments, inserted before the prompt.
+- `user_config`: true → use the user's CODEX_HOME (or ~/.codex) and its config.toml and login;
+  default: a per-experiment CODEX_HOME, `--ignore-user-config`, and a key from the environment.
+
+Every run passes `--strict-config` (an unknown config field is an error, not silently ignored).
+Inside research-agent's write fence (research_agent/fence) Codex runs with `--sandbox
+danger-full-access`: its own bubblewrap sandbox cannot start inside ours (no nested user
+namespaces under Landlock's no_new_privs / inside bwrap), and ours already confines every write.
 
 The provider key comes from the environment only (never written anywhere by this module).
-CODEX_HOME is a per-experiment folder under the experiment directory unless the user set
-CODEX_HOME; the agent's TMPDIR is a per-experiment scratch folder, and `/tmp` is left out of the
+CODEX_HOME is a per-experiment folder under the experiment directory unless `user_config` is set; the agent's TMPDIR is a per-experiment scratch folder, and `/tmp` is left out of the
 sandbox's writable roots, so every write outside the worktree is either blocked or flagged.
 The workspace-write sandbox is Codex's own (bubblewrap + seccomp on Linux, shipped with the CLI;
 it needs user namespaces). Where it cannot start, Codex's commands fail inside the agent run: run
@@ -47,8 +53,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import proc
-from ..errors import UserError
-from .agent_common import binary_version, constraints_text, find_binary, outside_worktree, shell_write_targets, version_notice
+from ..errors import AgentCredentialsError, UserError
+from .agent_common import binary_version, redact, constraints_text, find_binary, outside_worktree, shell_write_targets, version_notice
 from .base import Brief, RuntimeResult
 
 NAME = "codex"
@@ -365,9 +371,11 @@ class _State:
 class CodexRuntime:
     name = NAME
 
-    def __init__(self, options: dict | None = None, timeout: float = 1800):
+    def __init__(self, options: dict | None = None, timeout: float = 1800, fence=None):
         self.options = dict(options or {})
         self.timeout = float(timeout)
+        self.fence = fence  # research_agent.fence.Fence, or None (sandbox: off)
+        self.user_config = bool(self.options.get("user_config", False))
         self.notices: list[str] = []
         self.binary = find_binary(self.options.get("binary"), "codex", INSTALL)
         self.version = binary_version(self.binary)
@@ -419,6 +427,10 @@ class CodexRuntime:
         cmd = [str(self.binary), "exec", "--json"]
         if self.unsafe:
             cmd.append("--dangerously-bypass-approvals-and-sandbox")
+        elif self.fence is not None:
+            # Codex's own bwrap sandbox cannot nest inside our fence (it needs new user namespaces,
+            # which no_new_privs / an outer bwrap forbid); ours confines every write already.
+            cmd += ["--sandbox", "danger-full-access"]
         else:
             cmd += ["--sandbox", "workspace-write"]
         cmd += ["--skip-git-repo-check", "-C", str(workdir)]
@@ -428,6 +440,9 @@ class CodexRuntime:
             provider = (f'{{name="{_toml(self.provider)}", base_url="{_toml(self.base_url)}", env_key="{_toml(self.env_key)}", '
                         f'wire_api="responses", request_max_retries={self.max_retries}, stream_max_retries={self.max_retries}}}')
             cmd += ["-c", f'model_provider="{_toml(self.provider)}"', "-c", f"model_providers.{_toml_key(self.provider)}={provider}"]
+        for flag in ("--strict-config", *(() if self.user_config else ("--ignore-user-config",))):
+            if flag not in self.extra_args:  # the CLI refuses a flag given twice
+                cmd.append(flag)
         hidden = sorted({self.env_key, "OPENAI_API_KEY", "CODEX_API_KEY", "*API_KEY*"})
         cmd += [
             # /tmp out of the sandbox's writable roots: scratch goes to the per-experiment TMPDIR.
@@ -444,8 +459,8 @@ class CodexRuntime:
     def environment(self, exp_dir: Path) -> tuple[dict[str, str], Path, Path]:
         """(environment additions, CODEX_HOME, scratch TMPDIR)."""
         env: dict[str, str] = {}
-        user_home = os.environ.get("CODEX_HOME")
-        codex_home = Path(user_home).expanduser() if user_home else exp_dir / "codex-home"
+        user_home = os.environ.get("CODEX_HOME") or "~/.codex"
+        codex_home = Path(user_home).expanduser() if self.user_config else exp_dir / "codex-home"
         codex_home.mkdir(parents=True, exist_ok=True)
         env["CODEX_HOME"] = str(codex_home)
         scratch = exp_dir / "codex-tmp"
@@ -460,13 +475,19 @@ class CodexRuntime:
             if not os.environ.get(self.env_key):
                 return f"no API key: set {self.env_key} in the environment"
             return None
-        if os.environ.get("CODEX_HOME"):
+        if self.user_config:
             return None  # the user's own Codex home may hold a login
         if not (os.environ.get("OPENAI_API_KEY") or os.environ.get("CODEX_API_KEY")):
-            return "no API key: set OPENAI_API_KEY in the environment (or CODEX_HOME to a logged-in Codex home)"
+            return "no API key: set OPENAI_API_KEY in the environment (or runtime: {user_config: true} to use your Codex login)"
         return None
 
     # --- a run --------------------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        """Before the baseline: no key → one line, nothing spent (exit 10)."""
+        problem = self._key_problem()
+        if problem:
+            raise AgentCredentialsError(f"codex: {problem}")
 
     def apply(self, workdir: Path, brief: Brief) -> RuntimeResult:
         workdir = Path(workdir).absolute()
@@ -503,7 +524,9 @@ class CodexRuntime:
         watcher = threading.Thread(target=self._watch, args=(state, codex_home, fence, command, done), daemon=True)
         watcher.start()
         try:
-            result = proc.stream(command, cwd=workdir, on_line=on_line, timeout=self.timeout, env=env, stdin_text=prompt)
+            confined = self.fence.confine([workdir, scratch, codex_home]) if self.fence else None
+            result = proc.stream(command, cwd=workdir, on_line=on_line, timeout=self.timeout, env=env, stdin_text=prompt,
+                                 fence=confined)
         finally:
             done.set()
             watcher.join(5)
@@ -648,6 +671,8 @@ class CodexRuntime:
             details["cost_note"] = "estimated at a conservative default price: the model's price is unknown"
         common = dict(transcript=transcript_path, tokens=usage.total if (usage.total or transcript.turns) else None,
                       cost_usd=round(spent, 6), turns=transcript.turns, details=details)
+        if result.blocked:
+            details["blocked"] = result.blocked  # writes our fence stopped, as the commands' output shows them
         outside = state.outside or (state.stop[1] if state.stop and state.stop[0] == "outside" else None)
         if outside is None:
             for change in transcript.file_changes:  # belt and braces: every reported change
@@ -657,6 +682,9 @@ class CodexRuntime:
         if outside:
             details["rejected"] = True
             return RuntimeResult(False, outside, **common)
+        if result.blocked:  # our fence stopped a write (its message is in a command's output)
+            details["rejected"] = True
+            return RuntimeResult(False, f"write outside the worktree blocked: {result.blocked[0]}", **common)
         if state.stop and state.stop[0] == "cap":
             details["capped"] = True
             return RuntimeResult(False, f"agent exceeded the ${self.max_usd:.2f} cap (${spent:.2f} spent)", **common)
@@ -793,11 +821,7 @@ def _is_auth_failure(message: str) -> bool:
     return bool(re.search(r"\b401\b|unauthori[sz]ed", message, re.IGNORECASE))
 
 
-def _redact(line: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        if len(secret) >= 8:
-            line = line.replace(secret, "[redacted]")
-    return line
+_redact = redact  # one redaction for every agent CLI (agent_common)
 
 
 def _redact_keys(text: str) -> str:

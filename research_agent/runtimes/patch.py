@@ -4,15 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import proc
-from .base import Brief, RuntimeResult
+from .. import git, proc
+from .base import Brief, RuntimeResult, blocked_result
 
 
 class PatchRuntime:
     name = "patch"
 
-    def __init__(self, timeout: float = 120):
+    def __init__(self, timeout: float = 120, fence=None):
         self.timeout = timeout
+        self.fence = fence
+
+    @staticmethod
+    def _roots(workdir: Path) -> list[Path]:
+        """The worktree, plus its index and the object store: --3way records blobs. No program of the
+        patch runs here (git apply only writes files, and refuses paths outside the tree)."""
+        try:
+            gitdir = git.worktree_gitdir(workdir)
+        except git.GitError:
+            return [workdir]
+        return [workdir, gitdir, gitdir.parent.parent / "objects"]
 
     def apply(self, workdir: Path, brief: Brief) -> RuntimeResult:
         diff = brief.diff
@@ -26,8 +37,11 @@ class PatchRuntime:
         patch_file = (brief.exp_dir or brief.path.parent) / "hypothesis.diff"
         patch_file.write_text(diff, encoding="utf-8")
         # --3way falls back to a merge when the context moved; it needs the blobs, which the worktree has.
-        result = proc.run(["git", "apply", "--3way", "--whitespace=nowarn", str(patch_file)], cwd=workdir, timeout=self.timeout,
-                          log_path=patch_file.parent / "runtime.log")
+        confined = self.fence.confine(self._roots(workdir)) if self.fence else None
+        result = proc.run(git.argv(workdir, "apply", "--3way", "--whitespace=nowarn", str(patch_file)), cwd=workdir,
+                          timeout=self.timeout, log_path=patch_file.parent / "runtime.log", env=git.environment(), fence=confined)
+        if result.blocked:
+            return blocked_result(result.blocked, patch_file.parent / "runtime.log")
         if result.ok:
             return RuntimeResult(True)
         conflicts = [line[2:].strip() for line in result.output.splitlines() if line.startswith("U ")]

@@ -104,7 +104,7 @@ class SkyPilotBackend(ExecuteMixin, InputsMixin, CostsMixin, TeardownMixin):
         except Exception:  # noqa: BLE001 — a display problem must not stop the run
             pass
 
-    def make_runtime(self, name: str, options: dict, timeout: float) -> RemoteRuntime:
+    def make_runtime(self, name: str, options: dict, timeout: float, fence=None) -> RemoteRuntime:  # the worker fences itself
         runtime = RemoteRuntime(name, options, timeout)
         if name in ("claude-code", "codex"):
             runtime.notices.append(f"{name} runs on the workers (installed there by the task's setup)")

@@ -476,7 +476,8 @@ def test_doctor_reports_sky_check_without_launching(tmp_path):
     env = {"HOME": str(tmp_path), "RESEARCH_AGENT_SKY_API": ""}
     result = cli(["doctor"], tmp_path, env)
     assert result.returncode == 0, result.stderr
-    assert "skypilot" in result.stdout and "sky check" in result.stdout
+    # With no API server it names `sky check`; with one up on this machine it reports what sky check enabled.
+    assert "skypilot" in result.stdout and ("sky check" in result.stdout or "enabled infra" in result.stdout), result.stdout
 
 
 def test_help_does_not_import_skypilot():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from research_agent.errors import TaskError
+from research_agent.errors import TaskError, UserError
 from research_agent.task import Task, apply_overrides, load_task, task_from_repo
 
 MINIMAL = """\
@@ -254,7 +254,7 @@ def test_apply_overrides_returns_validated_copy(repo):
 )
 def test_apply_overrides_errors_name_the_cli_option(repo, options, expected):
     task = load_task(write(repo, MINIMAL))
-    with pytest.raises(TaskError) as caught:
+    with pytest.raises(UserError) as caught:  # a bad option value is a usage error (exit 2), not a task file's
         apply_overrides(task, **options)
     assert str(caught.value) == expected
 
@@ -271,9 +271,9 @@ def test_task_from_repo(tmp_path, monkeypatch):
         task_from_repo("kernels", bench="./run.sh", metric=None)
     with pytest.raises(TaskError, match=r"^task file not found: tasks/typo\.yaml$"):
         task_from_repo("tasks/typo.yaml", bench="b", metric="m")
-    with pytest.raises(TaskError, match=r"^--metric: must be one word"):
+    with pytest.raises(UserError, match=r"^--metric: must be one word"):
         task_from_repo("kernels", bench="b", metric="giga flops")
-    with pytest.raises(TaskError, match=r"^--repeats: must be >= 2"):
+    with pytest.raises(UserError, match=r"^--repeats: must be >= 2"):
         task_from_repo("kernels", bench="b", metric="m", repeats=0)
 
 

@@ -63,6 +63,8 @@ def cli(tmp_path: Path, *args, timeout: float = RUN_TIMEOUT) -> subprocess.Compl
 
 
 def rows(run_dir: Path, sql: str) -> list[tuple]:
+    if not (run_dir / "ledger.sqlite").is_file():  # the run has not created it yet
+        return []
     db = sqlite3.connect(f"file:{run_dir / 'ledger.sqlite'}?mode=ro", uri=True, timeout=30)
     try:
         return db.execute(sql).fetchall()

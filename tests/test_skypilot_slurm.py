@@ -174,26 +174,35 @@ def check_ledger(run_dir: Path) -> None:
 
 
 def running_jobs_on_clusters(run_dir: Path) -> dict[str, str]:
-    """{cluster: job name} for every cluster of the run where a hypothesis job RUNS right now (SkyPilot's queue)."""
-    import sky
+    """{cluster: job name} for every cluster of the run where an experiment's worker process runs now.
 
-    found = {}
-    for (name,) in rows(run_dir, "SELECT id FROM workers WHERE status='up' AND meta LIKE '%\"kind\": \"cluster\"%'"):
-        try:
-            queue = sky.get(sky.queue(name))
-        except Exception:  # noqa: BLE001 — a cluster still launching or just lost
+    Read from the node itself (the single Slurm node is this machine): a process of
+    `research_agent.worker` with the job's RA_JOB in its environment, inside a Slurm job (SLURM_JOB_ID),
+    whose name squeue reports as the cluster's name on Slurm. Polling SkyPilot's queue instead would
+    load the API server the run itself depends on."""
+    jobs = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
             continue
-        for job in queue:
-            job_name, status = str(_field(job, "job_name") or ""), str(_field(job, "status"))
-            if status.endswith("RUNNING") and "-r1-" in job_name:
-                found[name] = job_name
-    return found
+        try:
+            if b"research_agent.worker" not in (proc / "cmdline").read_bytes():
+                continue
+            env = dict(item.split("=", 1) for item in (proc / "environ").read_bytes().decode(errors="replace").split("\0") if "=" in item)
+        except OSError:  # exited meanwhile, or not ours to read
+            continue
+        if env.get("RA_JOB", "").startswith(f"ra-{run_dir.name}-r") and env.get("SLURM_JOB_ID"):
+            jobs[env["SLURM_JOB_ID"]] = env["RA_JOB"]
+    if not jobs:
+        return {}
+    names = dict(line.split(maxsplit=1) for line in subprocess.run(["squeue", "-h", "-o", "%i %j"], capture_output=True,
+                                                                     text=True).stdout.splitlines() if len(line.split()) == 2)
+    return {names[slurm_id].rsplit("-", 1)[0]: job for slurm_id, job in jobs.items() if slurm_id in names}
 
 
 def slurm_job_of(cluster: str) -> str:
-    """The Slurm job id behind a SkyPilot cluster (SkyPilot names the job after the cluster)."""
+    """The Slurm job id behind a SkyPilot cluster (SkyPilot names it `<cluster>-<hash>`)."""
     lines = subprocess.run(["squeue", "-h", "-o", "%i %j"], capture_output=True, text=True).stdout.splitlines()
-    ids = [line.split()[0] for line in lines if len(line.split()) > 1 and line.split()[1].startswith(cluster)]
+    ids = [line.split()[0] for line in lines if len(line.split()) > 1 and line.split()[1].rsplit("-", 1)[0] == cluster]
     assert len(ids) == 1, (cluster, lines)
     return ids[0]
 
@@ -241,7 +250,7 @@ def test_jobs_demo_ends_decided_and_leaves_nothing(tmp_path, clean):
 def test_pool_demo_ends_decided_and_leaves_nothing(tmp_path, clean):
     """pool mode: a pool of 2 warm Slurm workers; every experiment is a managed job submitted to it."""
     task, run_dir = demo_task(tmp_path, "pool", launch_timeout=600), tmp_path / "pool"
-    done = cli(tmp_path, "optimize", str(task), "--plan", str(DEMO / "plan.md"), "--run-dir", str(run_dir), timeout=900)
+    done = cli(tmp_path, "optimize", str(task), "--plan", str(DEMO / "plan.md"), "--run-dir", str(run_dir), timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert decisions(tmp_path, run_dir) == EXPECTED
     check_ledger(run_dir)

@@ -48,6 +48,9 @@ class Progress:
     message: str = ""
 
 
+STOP_REACTION_SECONDS = 2.0  # a check every 0.2 s, then killing the commands and collecting the threads; generous on a loaded machine
+
+
 class Orchestrator:
     def __init__(self, run: RunDir, backend, notify: Callable[[str], None] = lambda _line: None):
         self.run = run
@@ -298,6 +301,12 @@ class Orchestrator:
                 for future in done:
                     free.append(running.pop(future))
                     future.result()  # surface orchestrator bugs; experiment failures are recorded, not raised
+                if running and not proc.stopping() and self._crossing_budget():
+                    proc.stop_all()  # the running experiments stop undecided; resume repeats them
+        if self._budget_stop and proc.stopping() and self._signal is None:
+            proc.reset()  # stopped for the budget, not a signal: teardown and the report still run
+            restarted = self.ledger.reset_unfinished()
+            self.ledger.event("budget", f"stopped before deciding: {', '.join(restarted)}" if restarted else self._budget_stop)
         self._check_stop()
 
     def _run_one(self, row: dict, hyp: Hypothesis | None, worker: str = "local-1", base_commit: str | None = None, diff: str | None = None) -> None:
@@ -452,6 +461,22 @@ class Orchestrator:
                              f"(budget ${budget:.2f}); no more launches")
         self.notify(self._budget_stop)
         return False
+
+    def _crossing_budget(self) -> bool:
+        """True when what the live workers already hold, and removing them, would cross the budget:
+        the launch-time projection is an estimate a slow machine can beat; this is the hard stop."""
+        budget = self.budget()
+        committed = getattr(self.backend, "committed_cost", None)
+        if not budget or committed is None:
+            return False
+        spent = self.ledger.cost()
+        held = committed(ahead_seconds=STOP_REACTION_SECONDS)
+        if spent + held < budget:
+            return False
+        self._budget_stop = (f"budget: ${spent:.2f} spent and ${held:.2f} held by running workers "
+                             f"(budget ${budget:.2f}); stopping them before it is crossed")
+        self.notify(self._budget_stop)
+        return True
 
     def _show_notices(self, notices: list[str]) -> None:
         """Runtime warnings (version outside the tested range, unsafe mode...), each said once."""

@@ -290,25 +290,59 @@ def test_fifty_random_fault_schedules_leave_nothing_up(tmp_path):
     assert {r["mode"] for r in results} == {"clusters", "jobs", "pool"}
 
 
-def test_budget_stops_before_crossing_and_tears_down(tmp_path):
-    hypotheses = {f"H{i}": {"value.txt": f"{100 + i}\n"} for i in range(1, 9)}
+def budget_target(root: Path, count: int):
+    hypotheses = {f"H{i}": {"value.txt": f"{100 + i}\n"} for i in range(1, count + 1)}
     original = conftest.BENCH
     conftest.BENCH = FAST_BENCH
     try:
-        _repo, task, plan = conftest.make_target(tmp_path, hypotheses, task_extra=task_extra("clusters", price_per_hour=3600.0) + "build: sleep 0.3\n")
+        return conftest.make_target(root, hypotheses, task_extra=task_extra("clusters", price_per_hour=3600.0) + "build: sleep 0.3\n")
     finally:
         conftest.BENCH = original
-    budget = 5.0  # $1 per worker-second: a few experiments fit, not eight
+
+
+def test_budget_stops_before_crossing_and_tears_down(tmp_path):
+    # $1 per worker-second, so the cost is this machine's speed: calibrate on a two-experiment run
+    # beside it instead of assuming an idle machine, then give the eight-experiment run 1.5 times that.
+    _repo, task, plan = budget_target(tmp_path / "calibrate", 2)
+    calibration = new_run(task, plan, tmp_path / "calibrate" / "run")
+    Orchestrator(calibration, SkyPilotBackend(calibration, {"api": StandIn(tmp_path / "cloud0", Faults(price=3600.0, provision=(0.01, 0.02)))})).execute()
+    budget = 1.5 * calibration.ledger.cost()
+    _repo, task, plan = budget_target(tmp_path, 8)
     run = new_run(task, plan, tmp_path / "run", {"budget_usd": budget})
     api = StandIn(tmp_path / "cloud", Faults(price=3600.0, provision=(0.01, 0.02)))
     result = Orchestrator(run, SkyPilotBackend(run, {"api": api})).execute()
     spent = run.ledger.cost()
     assert result["status"] == "budget", result
-    assert spent <= budget, spent
+    assert spent <= budget, (spent, budget)
     assert api.live() == []
     states = [r[0] for r in rows(tmp_path / "run", "SELECT status FROM experiments")]
-    assert states.count("done") >= 2 and "pending" in states, states  # it ran some, then stopped launching
+    assert states.count("done") >= 1 and "pending" in states, states  # it ran some, then stopped launching
     assert any(e["kind"] == "budget" for e in run.ledger.events())
+
+
+HANG_BENCH = '#!/bin/sh\nif [ -f hang.txt ]; then exec sleep 100000; fi\necho "METRIC score=$(cat value.txt)"\n'
+
+
+def test_running_experiments_stop_before_the_budget_is_crossed(tmp_path):
+    """The launch-time projection is beaten on purpose (the candidates' benchmark never ends): the
+    hard stop ends the running experiments undecided, tears down, and the spend stays within budget."""
+    _repo, task, plan = budget_target(tmp_path / "calibrate", 1)
+    calibration = new_run(task, plan, tmp_path / "calibrate" / "run")
+    Orchestrator(calibration, SkyPilotBackend(calibration, {"api": StandIn(tmp_path / "cloud0", Faults(price=3600.0, provision=(0.01, 0.02)))})).execute()
+    budget = 4 * calibration.ledger.cost()
+    _repo, task, plan = conftest.make_target(tmp_path, {"H1": {"hang.txt": "x\n"}, "H2": {"hang.txt": "y\n"}, "H3": {"value.txt": "130\n"}},
+                                             files={"bench.sh": HANG_BENCH},
+                                             task_extra=task_extra("clusters", price_per_hour=3600.0) + "build: sleep 0.3\n")
+    task.write_text(task.read_text().replace("bench: 5,", "bench: 3600,"))  # only the budget ends them
+    run = new_run(task, plan, tmp_path / "run", {"budget_usd": budget})
+    api = StandIn(tmp_path / "cloud", Faults(price=3600.0, provision=(0.01, 0.02)))
+    result = Orchestrator(run, SkyPilotBackend(run, {"api": api})).execute()
+    assert result["status"] == "budget", result
+    assert run.ledger.cost() <= budget, (run.ledger.cost(), budget)
+    assert api.live() == []
+    states = dict(rows(tmp_path / "run", "SELECT id, status FROM experiments"))
+    assert states["r1-H1"] == states["r1-H2"] == "pending", states  # stopped undecided: resume repeats them
+    assert any("stopping them before it is crossed" in e["message"] for e in run.ledger.events())
 
 
 # --- the CLI: bad input, SIGKILL then down / resume ----------------------------------------------------

@@ -180,6 +180,8 @@ class SkyPilotBackend:
         self._pool_ready = False
         self._prepared = False
         self._ever_up = False
+        self._launch_seconds: list[float] = []  # request to up, per cluster: the removal reserve's first guess
+        self._down_seconds: list[float] = []  # per removal seen in this run
         self._last_launch_error: LaunchError | None = None
         self._baseline_seconds: float | None = None
 
@@ -314,6 +316,22 @@ class SkyPilotBackend:
         price = self.price()
         if not price:
             return 0.0
+        accrued, live = self._accrued()
+        return accrued + max(live, 1) * price * self.estimate_hours()
+
+    def committed_cost(self, ahead_seconds: float = 0.0) -> float:
+        """USD not yet in the ledger that the live workers already hold, plus what stopping them
+        within `ahead_seconds` and removing them would add: the orchestrator stops running
+        experiments when this would cross the budget, because a projection made at launch can be
+        beaten by a slow machine."""
+        price = self.price()
+        if not price:
+            return 0.0
+        accrued, live = self._accrued()
+        return accrued + live * price * (self._down_hours() + ahead_seconds / 3600)
+
+    def _accrued(self) -> tuple[float, int]:
+        price = self.price() or 0.0
         now = time.time()
         with self._lock:
             accrued = 0.0
@@ -331,7 +349,14 @@ class SkyPilotBackend:
                     for start, usd_h in self._running.values():
                         live += 1
                         accrued += usd_h * (now - start) / 3600
-        return accrued + max(live, 1) * price * self.estimate_hours()
+        return accrued, live
+
+    def _down_hours(self) -> float:
+        """How long removing a worker keeps it billed: the slowest removal seen in this run, else the
+        slowest launch (removal is rarely slower), else a minute."""
+        with self._lock:
+            seen = self._down_seconds or self._launch_seconds
+            return (max(seen) if seen else 60.0) / 3600
 
     def estimate_hours(self) -> float:
         durations = [e["finished"] - e["started"] for e in self.ledger.experiments()
@@ -734,6 +759,7 @@ class SkyPilotBackend:
                 continue
             with self._lock:
                 self._ever_up = True
+                self._launch_seconds.append(time.time() - cluster.requested)
                 cluster.price = self.api.cluster_price(cluster.name) if self.opts.price_per_hour is None else self.opts.price_per_hour
                 cluster.price = cluster.price if cluster.price is not None else self.price()
                 cluster.state = "up" if cluster.state == "launching" else cluster.state
@@ -1077,7 +1103,7 @@ class SkyPilotBackend:
         results: dict[str, bool] = {}
         for worker in others:
             kind = json.loads(worker.get("meta") or "{}").get("kind")
-            action = (lambda n=worker["id"]: self.api.pool_down(n)) if kind == "pool" else (lambda n=worker["id"]: self.api.down(n))
+            action = (lambda n=worker["id"]: self.api.pool_down(n)) if kind == "pool" else (lambda n=worker["id"]: self._timed_down(n))
             thread = threading.Thread(target=lambda n=worker["id"], a=action: results.__setitem__(n, self._retry(a, f"remove {n}")), daemon=True)
             thread.start()
             threads.append(thread)
@@ -1139,9 +1165,15 @@ class SkyPilotBackend:
                 time.sleep(min(5.0, 0.05 * 2 ** attempt))
         return False
 
+    def _timed_down(self, name: str) -> None:
+        started = time.time()
+        self.api.down(name)
+        with self._lock:
+            self._down_seconds.append(time.time() - started)
+
     def _down_quietly(self, name: str) -> None:
         try:
-            self.api.down(name)
+            self._timed_down(name)
         except Exception:  # noqa: BLE001 — it stays live in the ledger: teardown retries
             pass
 

@@ -33,6 +33,11 @@ if [ "${LOCAL_SLURM_KEEP_SKY:-0}" != 1 ] && [ -f "$RUN/sky-api.ours" ] && [ -x "
     "$SKY_VENV/bin/sky" api stop || true
   fi
   rm -f "$RUN/sky-api.ours"
+  # SkyPilot's SSH ControlMaster connections to the login node outlive the API server: close each
+  # through its own control socket (not by process name).
+  for sock in "${TMPDIR:-/tmp}"/sky_ssh_*/*/*; do
+    [ -S "$sock" ] && ssh -O exit -S "$sock" localslurm >/dev/null 2>&1 || true
+  done
 fi
 if command -v squeue >/dev/null && [ -f "$RUN/slurmctld.pid" ] && kill -0 "$(cat "$RUN/slurmctld.pid")" 2>/dev/null; then
   jobs=$(squeue -h 2>/dev/null)

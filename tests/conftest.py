@@ -91,3 +91,40 @@ def make_target(root: Path, changes: dict[str, dict[str, str | None]], *, value:
     task.write_text(f"name: synthetic\nrepo: target\nbench: ./bench.sh\ncheck: {check}\nmetric: score\n"
                     f"timeouts: {{build: 30, bench: 5, check: 30, runtime: 30}}\n{task_extra}")
     return repo, task, plan
+
+
+# --- the real-SkyPilot tier (tests marked `slurm`): runs only where scripts/local-slurm.sh is up ------
+
+SKY_API_HEALTH = "http://127.0.0.1:46580/api/health"
+
+
+def local_slurm_up() -> str | None:
+    """None when a local Slurm answers and the local SkyPilot API server is healthy, else why not."""
+    import shutil
+    import urllib.request
+
+    if not shutil.which("sinfo"):
+        return "no local Slurm (sinfo not found)"
+    try:
+        state = subprocess.run(["sinfo", "-h", "-N", "-o", "%t"], capture_output=True, text=True, timeout=20).stdout.split()
+    except (OSError, subprocess.TimeoutExpired):
+        state = []
+    if not any(s.rstrip("*~#") in ("idle", "mix", "alloc") for s in state):
+        return "local Slurm is not up (no idle node)"
+    try:
+        with urllib.request.urlopen(SKY_API_HEALTH, timeout=5):
+            pass
+    except OSError:
+        return "no local SkyPilot API server on 127.0.0.1:46580"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    tier = [item for item in items if item.get_closest_marker("slurm")]
+    if not tier:
+        return
+    why = local_slurm_up()
+    if why:
+        skip = pytest.mark.skip(reason=f"real-SkyPilot tier: {why}; run `scripts/local-slurm.sh up` (root, Debian) first")
+        for item in tier:
+            item.add_marker(skip)

@@ -185,7 +185,7 @@ def _execute(run) -> None:
 
 
 def _summary(run, paths: dict) -> None:
-    from .status import build_status
+    from .status import build_status, fmt_effect
 
     status = build_status(run.path)
     counts: dict[str, int] = {}
@@ -197,7 +197,7 @@ def _summary(run, paths: dict) -> None:
     print(f"run {run.run_id}: " + (", ".join(parts) or "nothing tried"))
     for exp in status["experiments"]:
         effect = exp.get("effect")
-        figures = f" {effect['median']:+.1%} [{effect['ci'][0]:+.1%}, {effect['ci'][1]:+.1%}]" if effect else ""
+        figures = f" {fmt_effect(effect)}" if effect else ""
         print(f"  {exp['hypothesis']:<6} {exp['decision'] or exp['status']:<9}{figures}  {exp['reason'] or ''}")
     if status.get("best"):
         print(f"best: {status['best']['hypothesis']} on branch ra/{run.run_id}/best in {shown(run.repo_dir)}")

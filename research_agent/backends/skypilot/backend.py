@@ -62,6 +62,7 @@ class SkyPilotBackend(ExecuteMixin, InputsMixin, CostsMixin, TeardownMixin):
         self.sky_dir = run.path / "sky"
         self.resources = self.opts.resources_dict()
         self._lock = threading.RLock()
+        self._git_lock = threading.Lock()  # RUN_DIR/repo.git takes one fetch at a time
         self._cond = threading.Condition(self._lock)
         self._clusters: dict[str, Cluster] = {}
         self._running: dict[str, tuple[float, float]] = {}  # job name -> (start, USD/h)

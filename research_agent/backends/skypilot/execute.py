@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Callable
 
-from ... import proc
+from ... import git, proc
 from ..sky_api import CloudError, LaunchError, WorkerLost
 
 class TransferError(Exception):
@@ -138,21 +136,19 @@ class ExecuteMixin:
             return
         if self.task.repo_is_url():
             self._fetch_base()
-        lock = getattr(self, "_git_lock", None) or threading.Lock()
-        self._git_lock = lock
-        with lock:
-            result = subprocess.run(["git", "fetch", "--quiet", str(bundle), f"+refs/heads/{branch}:refs/heads/{branch}"],
-                                    cwd=repo, capture_output=True, text=True)
-        if result.returncode != 0:
-            self._say(f"{exp_dir.name}: candidate kept as {bundle.name} only ({result.stderr.strip()[:160]})", kind="notice")
+        with self._git_lock:  # made in __init__: two experiments ending at once must not fetch into repo.git together
+            try:
+                git.run(repo, "fetch", "--quiet", str(bundle), f"+refs/heads/{branch}:refs/heads/{branch}")
+            except git.GitError as error:
+                self._say(f"{exp_dir.name}: candidate kept as {bundle.name} only ({str(error)[:160]})", kind="notice")
 
     def _fetch_base(self) -> None:
         """A URL target's base commit into RUN_DIR/repo.git: that one commit, trees only, blobs fetched
         on demand — not a clone. Best effort: without it a kept change stays a bundle file."""
         repo, base = self.rundir.repo_dir, self.ledger.run().get("base_commit")
-        if not base or subprocess.run(["git", "cat-file", "-e", f"{base}^{{commit}}"], cwd=repo, capture_output=True).returncode == 0:
+        if not base or git.ok(repo, "cat-file", "-e", f"{base}^{{commit}}"):
             return
-        subprocess.run(["git", "fetch", "--quiet", "--depth=1", "--filter=blob:none", "origin", base], cwd=repo, capture_output=True)
+        git.ok(repo, "fetch", "--quiet", "--depth=1", "--filter=blob:none", "origin", base)
 
     def _sleep(self, seconds: float) -> None:
         end = time.monotonic() + seconds

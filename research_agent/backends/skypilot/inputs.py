@@ -7,9 +7,9 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 from pathlib import Path
 
+from ... import git
 from ...errors import TaskError, UserError
 from .. import sky_tasks
 from ..sky_api import CloudError
@@ -83,10 +83,11 @@ class InputsMixin:
         base = self.ledger.run()["base_commit"]
         repo = self.rundir.repo_dir
         ref = f"refs/heads/ra/{self.rundir.run_id}/base"
-        subprocess.run(["git", "update-ref", ref, base], cwd=repo, check=True, capture_output=True)
-        result = subprocess.run(["git", "bundle", "create", "--quiet", str(bundle), ref], cwd=repo, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise UserError(f"cannot bundle the target for the workers: {result.stderr.strip()[:200]}")
+        try:
+            git.run(repo, "update-ref", ref, base)
+            git.run(repo, "bundle", "create", "--quiet", str(bundle), ref)
+        except git.GitError as error:
+            raise UserError(f"cannot bundle the target for the workers: {str(error)[:200]}") from None
         return bundle
 
     def secrets(self) -> dict[str, str]:

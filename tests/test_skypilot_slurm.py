@@ -248,7 +248,6 @@ def test_jobs_demo_ends_decided_and_leaves_nothing(tmp_path, clean):
     assert_nothing_left()
 
 
-@pytest.mark.xfail(strict=False, reason="issue 9 defects 1-2: pool jobs get no workdir (job.json), and pool_down is a no-op while jobs are unfinished")
 def test_pool_demo_ends_decided_and_leaves_nothing(tmp_path, clean):
     """pool mode: a pool of 2 warm Slurm workers; every experiment is a managed job submitted to it."""
     task, run_dir = demo_task(tmp_path, "pool", launch_timeout=600), tmp_path / "pool"

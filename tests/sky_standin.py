@@ -56,6 +56,7 @@ class Faults:
     pool_never_ready: bool = False  # the pool's workers never come up (its jobs stay PENDING)
     launch_request_delay: float = 0.0  # seconds before a launch's request id reaches the client
     down_fails: bool = False  # every `sky down` / pool down raises (e.g. the cloud refuses)
+    fail_setup: bool = False  # the clusters' setup job exits non-zero (e.g. a broken workers.setup)
 
     def __post_init__(self):  # after a JSON round trip (subprocess runs)
         self.preempt = {int(k): float(v) for k, v in self.preempt.items()}
@@ -324,6 +325,8 @@ class StandIn:
 
     def exec(self, yaml_path: Path, cluster: str, secrets: dict) -> int:
         task = self._task(yaml_path)
+        if (task.envs or {}).get("RA_SETUP") == "1":
+            return self._setup_job(cluster)
         if self._count("exec") in self.faults.exec_lost:
             # sky.client.sdk.exec syncs the workdir with rsync first: a failed sync raises
             # sky.exceptions.CommandError — mapped by the facade (sky_api.exec_error).
@@ -345,6 +348,26 @@ class StandIn:
             self._save()
         self.calls.append(("exec", cluster))
         self._schedule_preemption(number, lambda: self.preempt_cluster(cluster))
+        return job_id
+
+    def _setup_job(self, cluster: str) -> int:
+        """The clusters' setup job (sky/cluster-setup.yaml), simulated like launch-time setup is: the VM's
+        venv shim stands for what it installs. It ends at once, SUCCEEDED — or FAILED with
+        `fail_setup`, as a real setup job whose script exits non-zero (skylet marks the job FAILED).
+        Its own id range, so the fault schedules' exec and job numbers still count experiments only."""
+        with self._lock:
+            record = self.state["clusters"].get(cluster)
+            if not record or record["status"] != "UP":
+                raise WorkerLost(f"cluster {cluster} is not up")
+            job_id = 100_000 + self._count("setup")
+            log = Path(record["home"]) / "sky_logs" / f"job-{job_id}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            failed = self.faults.fail_setup
+            log.write_text("workers.setup: command not found\n" if failed else "setup done\n")
+            self.state["jobs"][str(job_id)] = {"cluster": cluster, "pid": None, "log": str(log), "name": "setup",
+                                               "state": "FAILED" if failed else "SUCCEEDED"}
+            self._save()
+        self.calls.append(("exec", cluster))
         return job_id
 
     def preempt_cluster(self, cluster: str) -> None:

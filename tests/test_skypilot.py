@@ -382,6 +382,22 @@ def test_cloud_problems_are_one_line(tmp_path, faults, code, message):
     assert StandIn(tmp_path / "cloud").live() == []
 
 
+def test_a_failing_setup_is_one_line_not_retried_and_leaves_nothing(tmp_path):
+    """Setup runs as the cluster's first job, after the launch set autodown (sky/cluster.yaml): a setup
+    that fails ends the run with one line (exit 8), is not relaunched (the same script fails the same way),
+    and leaves no cluster."""
+    _repo, task, plan = fast_target(tmp_path, "clusters")
+    result = cli(["optimize", str(task), "--plan", str(plan), "--run-dir", "run"], tmp_path, standin_env(tmp_path, Faults(fail_setup=True)))
+    assert result.returncode == 8, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("research-agent: no worker could be launched: the workers' setup failed: job FAILED") and "Traceback" not in result.stderr
+    assert "workers.setup: command not found" in last and "sky logs ra-" in last
+    cloud = StandIn(tmp_path / "cloud")
+    assert cloud.state["counters"]["launch"] == 1 and cloud.state["counters"]["setup"] == 1, cloud.state["counters"]
+    assert cloud.live() == []
+    assert rows(tmp_path / "run", "SELECT id, status FROM workers WHERE status != 'down'") == []
+
+
 def test_budget_below_one_experiment_is_refused(tmp_path):
     _repo, task, plan = fast_target(tmp_path, "clusters", est_minutes=30)
     result = cli(["optimize", str(task), "--plan", str(plan), "--run-dir", "run", "--budget-usd", "0.05"], tmp_path, standin_env(tmp_path))

@@ -31,12 +31,17 @@ def runtime_setup(name: str) -> str:
     if name == "claude-code":
         from ..runtimes.claude_code import TESTED
 
-        return f"{NODE_SETUP}\nsudo npm install -g -s @anthropic-ai/claude-code@{TESTED[1]}"
+        return f"{NODE_SETUP}\n{_npm_install('claude', '@anthropic-ai/claude-code', TESTED[1])}"
     if name == "codex":
         from ..runtimes.codex import TESTED
 
-        return f"{NODE_SETUP}\nsudo npm install -g -s @openai/codex@{TESTED[1]}"
+        return f"{NODE_SETUP}\n{_npm_install('codex', '@openai/codex', TESTED[1])}"
     return ""
+
+
+def _npm_install(command: str, package: str, version: str) -> str:
+    """Install the CLI at the tested version unless that version is already there (a baked image)."""
+    return f"{command} --version 2>/dev/null | grep -qF {version} || sudo npm install -g -s {package}@{version}"
 
 
 def template_dir() -> Path:

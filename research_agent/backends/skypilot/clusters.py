@@ -16,6 +16,11 @@ from ..sky_api import CloudError, LaunchError, WorkerLost
 from .backend import SkyPilotBackend
 from .execute import TransferError, _cloud_error, _JobFailed, _NotStarted, _why
 from .options import NAME, PREFIX, RUNNING_STATES
+from ...text import one_line
+
+
+class SetupFailed(LaunchError):
+    """The worker's setup (toolchain, worker venv, runtime CLI, workers.setup) exited non-zero."""
 
 
 @dataclasses.dataclass
@@ -58,7 +63,7 @@ class ClustersBackend(SkyPilotBackend):
         return accrued, live
 
     def _mode_tasks(self) -> list[Path]:
-        return [self._write_cluster_yaml()]
+        return [self._write_cluster_yaml(), self.sky_dir / "cluster-setup.yaml"]
 
     def _mode_plan(self, n_experiments: int, spot: str, what: str) -> list[str]:
         return [f"  {self.count} × {spot} cluster {self.cluster_name(1)} … {self.cluster_name(self.count)} ({what}), launched in parallel, "
@@ -179,6 +184,17 @@ class ClustersBackend(SkyPilotBackend):
                 error = LaunchError(_why(failure))
                 self._down_quietly(cluster.name)
                 continue
+            try:
+                self._setup(cluster)
+            except SetupFailed as failure:  # the same script fails the same way again: no retry
+                error = failure
+                self._say(f"setup of {cluster.name} failed: {failure.reason}", kind="launch")
+                self._down_quietly(cluster.name)
+                break
+            except (WorkerLost, _JobFailed, LaunchError) as failure:  # lost during setup, or interrupted
+                error = failure if isinstance(failure, LaunchError) else LaunchError(f"setup did not finish: {_why(failure)}")
+                self._down_quietly(cluster.name)
+                continue
             with self._lock:
                 self._ever_up = True
                 self._launch_seconds.append(time.time() - cluster.requested)
@@ -196,6 +212,22 @@ class ClustersBackend(SkyPilotBackend):
         if not self._stopping.is_set() and self._cluster_gone(cluster.name):
             self.ledger.set_worker_status(cluster.name, "down")  # else it stays live: teardown removes it
 
+    def _setup(self, cluster: Cluster) -> None:
+        """The worker's setup as the cluster's first job: the launch has set autodown by now, so a
+        setup that fails or hangs still ends with the cluster gone (see sky/cluster.yaml)."""
+        try:
+            job_id = self.api.exec(self.sky_dir / "cluster-setup.yaml", cluster.name, self.secrets())
+        except WorkerLost as error:
+            raise LaunchError(f"setup could not start: {error}") from None
+        state = self._wait(lambda: self.api.job_status(cluster.name, job_id), cluster)
+        if state != "SUCCEEDED":
+            try:
+                log = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", self.api.logs(cluster.name, job_id))
+                tail = one_line(" | ".join([line for line in log.splitlines() if line.strip()][-3:]), 300)
+            except Exception:  # noqa: BLE001 — the state alone still says it failed
+                tail = ""
+            raise SetupFailed(f"job {state}{': ' + tail if tail else ''} (sky logs {cluster.name} {job_id})")
+
     def _acquire(self) -> Cluster:
         deadline = time.time() + self.opts.launch_timeout
         with self._cond:
@@ -212,6 +244,8 @@ class ClustersBackend(SkyPilotBackend):
                     error = self._last_launch_error
                     if error is not None and error.unavailable and not self._ever_up:
                         raise _cloud_error(error)
+                    if isinstance(error, SetupFailed):
+                        raise CloudError(f"no worker could be launched: the workers' setup failed: {error.reason}")
                     if not self._replace_any():
                         raise CloudError(f"no worker could be launched: {error.reason if error else 'unknown reason'}")
                 if time.time() > deadline:

@@ -118,6 +118,7 @@ class InputsMixin:
     def _write_cluster_yaml(self) -> Path:
         ctx = self._context(f"{PREFIX}{self.slug}-worker")
         ctx["autostop_minutes"] = self.opts.idle_minutes
+        sky_tasks.write(self.sky_dir / "cluster-setup.yaml", sky_tasks.render("cluster-setup.yaml", **{**ctx, "autostop_minutes": None}))
         return sky_tasks.write(self.sky_dir / "cluster.yaml", sky_tasks.render("cluster.yaml", **ctx))
 
     def _write_pool_yaml(self, workers: int) -> Path:

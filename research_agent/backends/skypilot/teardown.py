@@ -46,7 +46,8 @@ class TeardownMixin:
             meta = json.loads(worker.get("meta") or "{}")
             kind = meta.get("kind")
             if kind == "cluster":
-                if states.get(worker["id"]) == "UP" and not self._stopping.is_set():
+                # "up" in the ledger only once its setup job succeeded: a cluster killed mid-setup is removed
+                if states.get(worker["id"]) == "UP" and worker.get("status") == "up" and not self._stopping.is_set():
                     slot = int(meta.get("slot") or 1)
                     match = re.search(r"-g(\d+)$", worker["id"])
                     from .clusters import Cluster

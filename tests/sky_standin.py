@@ -363,7 +363,7 @@ class StandIn:
             log = Path(record["home"]) / "sky_logs" / f"job-{job_id}.log"
             log.parent.mkdir(parents=True, exist_ok=True)
             failed = self.faults.fail_setup
-            log.write_text("workers.setup: command not found\n" if failed else "setup done\n")
+            log.write_text("RA_SETUP_FAILED exit 127: bash: workers.setup: command not found\n" if failed else "")  # as sky/cluster-setup.yaml prints it
             self.state["jobs"][str(job_id)] = {"cluster": cluster, "pid": None, "log": str(log), "name": "setup",
                                                "state": "FAILED" if failed else "SUCCEEDED"}
             self._save()

@@ -391,7 +391,7 @@ def test_a_failing_setup_is_one_line_not_retried_and_leaves_nothing(tmp_path):
     assert result.returncode == 8, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("research-agent: no worker could be launched: the workers' setup failed: job FAILED") and "Traceback" not in result.stderr
-    assert "workers.setup: command not found" in last and "sky logs ra-" in last
+    assert "exit 127: bash: workers.setup: command not found" in last and "sky logs ra-" in last
     cloud = StandIn(tmp_path / "cloud")
     assert cloud.state["counters"]["launch"] == 1 and cloud.state["counters"]["setup"] == 1, cloud.state["counters"]
     assert cloud.live() == []

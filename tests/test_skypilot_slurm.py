@@ -284,3 +284,69 @@ def test_kill_9_mid_round_then_down_and_resume(tmp_path, clean):
     assert decisions(tmp_path, run_dir) == EXPECTED
     check_ledger(run_dir)
     assert_nothing_left()
+
+
+# --- SIGINT mid-launch; a setup command that fails ------------------------------------------------------
+
+
+def test_sigint_mid_launch_cancels_the_launch_and_leaves_nothing(tmp_path, clean):
+    """Ctrl-C while the first cluster is still being provisioned (its launch request in flight, its Slurm
+    job allocated): research-agent exits 130 (resumable), the launch is cancelled by its request id and the
+    cluster removed — before `down` is run — and the ledger agrees; no experiment was decided."""
+    task, run_dir = demo_task(tmp_path, "clusters"), tmp_path / "sigint"
+    with open(tmp_path / "run.log", "w") as log:
+        run = subprocess.Popen(cli_args("optimize", str(task), "--plan", str(DEMO / "plan.md"), "--run-dir", str(run_dir)),
+                               cwd=ROOT, env=env_for(tmp_path), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            def launching():
+                requested = rows(run_dir, "SELECT id FROM workers WHERE meta LIKE '%request_id%' AND status != 'up'")
+                in_slurm = {line.split()[1].rsplit("-", 1)[0] for line in subprocess.run(
+                    ["squeue", "-h", "-o", "%i %j"], capture_output=True, text=True).stdout.splitlines() if len(line.split()) == 2}
+                return [r[0] for r in requested if r[0] in in_slurm]
+
+            wait_for("a cluster launch in flight (request id recorded, Slurm job allocated)", launching, RUN_TIMEOUT, run, every=0.5)
+            run.send_signal(signal.SIGINT)
+            code = run.wait(timeout=900)
+        finally:
+            if run.poll() is None:
+                run.kill()
+    output = (tmp_path / "run.log").read_text()
+    assert code == 130, output[-3000:]
+    assert "Traceback" not in output and "resume" in output
+    assert_nothing_left()  # by the interrupted run itself: the fixture's `down --all` comes after
+    assert rows(run_dir, "SELECT id, status FROM workers WHERE status != 'down'") == []
+    assert rows(run_dir, "SELECT experiment_id FROM decisions") == []
+
+
+def test_a_failing_setup_has_autodown_set_and_leaves_nothing(tmp_path, clean):
+    """workers.setup that fails, after hanging a while: while it runs, SkyPilot already holds autodown for
+    the cluster (setup is the cluster's first job, after the launch set it — a research-agent killed now
+    still loses no cluster); when it fails, the run ends with one line naming the failure (exit 8), the
+    setup is not retried, and nothing is left."""
+    started, release = tmp_path / "setup-started", tmp_path / "setup-release"
+    setup = f"touch {started}; while [ ! -f {release} ]; do sleep 1; done; echo workers-setup-broke >&2; exit 3"
+    task, run_dir = demo_task(tmp_path, "clusters", setup=setup), tmp_path / "setup"
+    with open(tmp_path / "run.log", "w") as log:
+        run = subprocess.Popen(cli_args("optimize", str(task), "--plan", str(DEMO / "plan.md"), "--run-dir", str(run_dir)),
+                               cwd=ROOT, env=env_for(tmp_path), stdout=log, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for("the workers' setup running", started.exists, RUN_TIMEOUT, run, every=1.0)
+            import sky
+
+            (cluster,) = [r[0] for r in rows(run_dir, "SELECT id FROM workers")]
+            (record,) = sky.get(sky.status([cluster]))
+            autostop = record["autostop"] if isinstance(record, dict) else record.autostop
+            to_down = record["to_down"] if isinstance(record, dict) else record.to_down
+            assert (autostop, to_down) == (10, True), record  # idle_minutes of demo_task, autodown
+            release.touch()
+            _out, err = run.communicate(timeout=900)
+        finally:
+            if run.poll() is None:
+                run.kill()
+    assert run.returncode == 8, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("research-agent: no worker could be launched: the workers' setup failed") and "Traceback" not in err
+    assert "workers-setup-broke" in last, last
+    assert len(rows(run_dir, "SELECT id FROM workers")) == 1  # not relaunched: the same script fails the same way
+    assert_nothing_left()
+    assert rows(run_dir, "SELECT id, status FROM workers WHERE status != 'down'") == []

@@ -222,8 +222,7 @@ class ClustersBackend(SkyPilotBackend):
         state = self._wait(lambda: self.api.job_status(cluster.name, job_id), cluster)
         if state != "SUCCEEDED":
             try:
-                log = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", self.api.logs(cluster.name, job_id))
-                tail = one_line(" | ".join([line for line in log.splitlines() if line.strip()][-3:]), 300)
+                tail = _setup_failure(self.api.logs(cluster.name, job_id))
             except Exception:  # noqa: BLE001 — the state alone still says it failed
                 tail = ""
             raise SetupFailed(f"job {state}{': ' + tail if tail else ''} (sky logs {cluster.name} {job_id})")
@@ -283,3 +282,11 @@ class ClustersBackend(SkyPilotBackend):
         with self._lock:
             cluster.charged += usd
         self.ledger.add_cost("compute", usd, exp, detail=cluster.name)
+
+
+def _setup_failure(log: str) -> str:
+    """The failure line sky/cluster-setup.yaml prints (exit code and the setup's last lines), found
+    wherever SkyPilot's own framing puts it; else the log's last lines."""
+    log = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", log)
+    marked = re.findall(r"RA_SETUP_FAILED (.*)", log)
+    return one_line(marked[-1] if marked else " | ".join([line for line in log.splitlines() if line.strip()][-3:]), 300)

@@ -23,8 +23,9 @@ EXIT_CODES: dict[int | str, str] = {
             "a kept change that does not apply to your repository",
     BASELINE: "baseline failed: build, check or benchmark (nothing to compare against)",
     RUN_DIR: "run directory missing, not a run directory, or belonging to another task",
-    NO_CLOUD: "no cloud to run on: `sky check` enabled no infra, or the requested resources exist nowhere "
-              "(SkyPilot's reason); resumable",
+    NO_CLOUD: "no cloud to run on: `sky check` enabled no infra, the requested resources exist nowhere "
+              "(SkyPilot's reason), or no worker could be launched (every launch failed, or the workers' setup "
+              "failed: its exit code and last lines); resumable",
     TEARDOWN: "`research-agent down` could not remove every worker: each is printed with the `sky` command that removes it",
     FENCE: "no write fence on this machine (the line names what to install), or the fence's probe write outside "
            "succeeded; set `sandbox: off` to run unconfined",

@@ -85,7 +85,7 @@ def run_shape(root: Path, n: int, scale: float, parallel: int, count: int, hold:
     first = min(e["started"] for e in experiments)
     last = max(e["finished"] for e in experiments)
     busy_phase = spans.busy(first, last)
-    held = sum((w["ended"] or time.time()) - w["created"] for w in workers)
+    held = sum((w.ended or time.time()) - w.created for w in workers)
     if hold > len(workers):  # the recipe keeps every VM up for the whole session
         held = hold * wall
     result = {

@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.console import Console
 
 from .errors import TargetError, UserError
+from .ledger import RunStatus
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -117,7 +118,7 @@ def _dry_run(run) -> None:
     from .backends import make_backend
 
     written, lines = make_backend(run).dry_run()
-    run.ledger.update_run(status="dryrun")
+    run.ledger.update_run(status=RunStatus.DRYRUN)
     run.ledger.event("dryrun", f"dry run: {len(written)} SkyPilot task(s) written, nothing launched")
     print("SkyPilot tasks written (each validated with sky.Task.from_yaml):")
     for path in written:
@@ -133,12 +134,12 @@ def resume_run(run_dir: Path, task_file: Path | None, yes: bool = False) -> None
 
     check = load_task(task_file) if task_file else None
     run = rundir.open_run(run_dir, check)
-    state = run.ledger.run()["status"]
-    if state == "done":
+    state = run.ledger.run_status()
+    if state == RunStatus.DONE:
         err.print(f"run {run.run_id} is already finished; rewriting its report")
         write_reports(run_dir)
         return
-    if state == "planned":  # the plan was reviewed: go on to the experiments, if it was approved
+    if state == RunStatus.PLANNED:  # the plan was reviewed: go on to the experiments, if it was approved
         from .plan.review import require_approved
 
         require_approved(run.plan, shown(run.plan_path), yes, "pass --yes to run it as it is")
@@ -165,7 +166,7 @@ def _execute(run) -> None:
         err.print(f"interrupted ({stop}); workers removed, ledger saved. Continue with:")
         err.print(f"  research-agent resume {shlex.quote(shown(run.path))}")
         sys.exit(128 + stop.signum)
-    if run.ledger.run()["status"] == "planned":
+    if run.ledger.run_status() == RunStatus.PLANNED:
         where = shown(run.path)
         plan_file = shlex.quote(f"{where}/plan.md")
         print(f"plan written: {where}/plan.md (sources: {where}/research/sources.json)")

@@ -11,8 +11,13 @@ import json
 import sqlite3
 import threading
 import time
+from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import quote
+
+from .errors import RunDirError
 
 MIGRATIONS = [
     # 1: the core loop
@@ -22,7 +27,7 @@ MIGRATIONS = [
         task_name TEXT NOT NULL,
         task_fingerprint TEXT NOT NULL,
         created REAL NOT NULL,
-        status TEXT NOT NULL,            -- running | interrupted | done | failed
+        status TEXT NOT NULL,            -- a RunStatus (below)
         repo_dir TEXT,                   -- the run's own git repository
         base_commit TEXT,                -- the commit the run started from
         best_commit TEXT,                -- the current best (winners merged in)
@@ -74,7 +79,7 @@ MIGRATIONS = [
     CREATE TABLE workers (
         id TEXT PRIMARY KEY,
         backend TEXT NOT NULL,
-        status TEXT NOT NULL,            -- requested | up | down
+        status TEXT NOT NULL,            -- a WorkerStatus (below)
         path TEXT,
         experiment_id TEXT,
         created REAL NOT NULL,
@@ -145,6 +150,52 @@ MIGRATIONS = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+class RunStatus(StrEnum):
+    """Every state of the `runs` row; a str enum, so the stored text is the value and old ledgers read as before."""
+
+    RUNNING = "running"  # the loop runs (set again on every resume)
+    PLANNED = "planned"  # stopped after writing the plan, for review; `resume` goes on once approved
+    DONE = "done"  # every round finished
+    BUDGET = "budget"  # launching stopped at the budget; what ran is decided
+    INTERRUPTED = "interrupted"  # Ctrl-C / SIGTERM: workers removed, resumable
+    FAILED = "failed"  # an error stopped it: workers removed, resumable
+    DRYRUN = "dryrun"  # `--dry-run`: SkyPilot tasks written, nothing launched; `resume` launches them
+
+
+class WorkerStatus(StrEnum):
+    """Every state of a `workers` row."""
+
+    REQUESTED = "requested"  # recorded before the worker is created, so cleanup can always find it
+    UP = "up"
+    DOWN = "down"  # removed (`ended` is set)
+
+
+@dataclass(frozen=True)
+class Worker:
+    """One `workers` row; `meta` is its decoded JSON (the backend's own: kind, slot, job_id, request_id, ...)."""
+
+    id: str
+    backend: str
+    status: WorkerStatus
+    path: str | None
+    experiment_id: str | None
+    created: float
+    ended: float | None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str | None:
+        """What the backend made: cluster | pool | job (SkyPilot); None for a local worktree."""
+        return self.meta.get("kind")
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row | dict) -> "Worker":
+        """The one place worker meta JSON is decoded (NULL and '' read as {})."""
+        return cls(id=row["id"], backend=row["backend"], status=WorkerStatus(row["status"]), path=row["path"],
+                   experiment_id=row["experiment_id"], created=row["created"], ended=row["ended"],
+                   meta=json.loads(row["meta"] or "{}"))
+
+
 class Ledger:
     """Thread-safe access to one run's ledger.sqlite."""
 
@@ -187,19 +238,26 @@ class Ledger:
 
     def create_run(self, run_id: str, task_name: str, fingerprint: str) -> None:
         self._execute(
-            "INSERT INTO runs (id, task_name, task_fingerprint, created, status) VALUES (?,?,?,?, 'running')",
-            (run_id, task_name, fingerprint, time.time()),
+            "INSERT INTO runs (id, task_name, task_fingerprint, created, status) VALUES (?,?,?,?,?)",
+            (run_id, task_name, fingerprint, time.time(), RunStatus.RUNNING),
         )
 
     def run(self) -> dict | None:
         rows = self._rows("SELECT * FROM runs LIMIT 1")
         return rows[0] if rows else None
 
+    def run_status(self) -> RunStatus | None:
+        """The run's state (None before `create_run`)."""
+        run = self.run()
+        return RunStatus(run["status"]) if run else None
+
     def options(self) -> dict:
         run = self.run() or {}
         return json.loads(run.get("options") or "{}")
 
     def update_run(self, **fields: Any) -> None:
+        if "status" in fields:
+            fields["status"] = RunStatus(fields["status"])  # only a known state is ever written
         sets = ", ".join(f"{key}=?" for key in fields)
         self._execute(f"UPDATE runs SET {sets}", tuple(fields.values()))
 
@@ -362,25 +420,35 @@ class Ledger:
     def add_worker(self, worker_id: str, backend: str, path: str | None, experiment_id: str | None, meta: dict | None = None) -> None:
         """Recorded *before* the worker is created, so cleanup can always find it."""
         self._execute(
-            "INSERT OR REPLACE INTO workers (id, backend, status, path, experiment_id, created, meta) VALUES (?,?, 'requested', ?,?,?,?)",
-            (worker_id, backend, path, experiment_id, time.time(), json.dumps(meta or {})),
+            "INSERT OR REPLACE INTO workers (id, backend, status, path, experiment_id, created, meta) VALUES (?,?,?,?,?,?,?)",
+            (worker_id, backend, WorkerStatus.REQUESTED, path, experiment_id, time.time(), json.dumps(meta or {})),
         )
 
-    def set_worker_status(self, worker_id: str, status: str) -> None:
-        ended = time.time() if status == "down" else None
+    def set_worker_status(self, worker_id: str, status: WorkerStatus) -> None:
+        status = WorkerStatus(status)
+        ended = time.time() if status == WorkerStatus.DOWN else None
         self._execute("UPDATE workers SET status=?, ended=? WHERE id=?", (status, ended, worker_id))
 
     def update_worker_meta(self, worker_id: str, **fields: Any) -> None:
         """Merge `fields` into a worker's meta (e.g. a cloud job id, known only once it was submitted)."""
         with self._lock:
-            row = self._db.execute("SELECT meta FROM workers WHERE id=?", (worker_id,)).fetchone()
-            meta = {**json.loads((row[0] if row else None) or "{}"), **fields}
+            worker = self.worker(worker_id)
+            meta = {**(worker.meta if worker else {}), **fields}
             self._db.execute("UPDATE workers SET meta=? WHERE id=?", (json.dumps(meta), worker_id))
 
-    def workers(self, live_only: bool = False) -> list[dict]:
-        if live_only:
-            return self._rows("SELECT * FROM workers WHERE status != 'down' ORDER BY created")
-        return self._rows("SELECT * FROM workers ORDER BY created")
+    def worker(self, worker_id: str) -> Worker | None:
+        rows = self._rows("SELECT * FROM workers WHERE id=?", (worker_id,))
+        return Worker.from_row(rows[0]) if rows else None
+
+    def workers(self, live_only: bool = False, backend: str | None = None) -> list[Worker]:
+        """Workers in creation order; `live_only`: not yet down; `backend`: only that backend's."""
+        where = ["status != ?"] if live_only else []
+        params: list = [WorkerStatus.DOWN] if live_only else []
+        if backend is not None:
+            where.append("backend = ?")
+            params.append(backend)
+        sql = "SELECT * FROM workers" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY created"
+        return [Worker.from_row(row) for row in self._rows(sql, tuple(params))]
 
     def add_cost(self, kind: str, usd: float, experiment_id: str | None = None, detail: str | None = None) -> None:
         self._execute(
@@ -395,6 +463,17 @@ class Ledger:
             row = self._execute("SELECT COALESCE(SUM(usd), 0) FROM costs WHERE experiment_id=?", (experiment_id,)).fetchone()
         return float(row[0])
 
+    def cost_with_detail(self, detail: str) -> float:
+        """USD of every cost row whose detail is exactly `detail` (e.g. one cluster's name)."""
+        row = self._execute("SELECT COALESCE(SUM(usd), 0) FROM costs WHERE detail=?", (detail,)).fetchone()
+        return float(row[0])
+
+    def compute_cost_with_detail_prefix(self, prefix: str) -> float:
+        """USD of the compute cost rows whose detail starts with `prefix` (SQL LIKE, as always)."""
+        row = self._execute("SELECT COALESCE(SUM(usd), 0) FROM costs WHERE kind='compute' AND detail LIKE ?",
+                            (f"{prefix}%",)).fetchone()
+        return float(row[0])
+
     def costs_by_kind(self) -> dict[str, float]:
         return {row["kind"]: float(row["usd"]) for row in self._rows("SELECT kind, SUM(usd) AS usd FROM costs GROUP BY kind ORDER BY kind")}
 
@@ -406,3 +485,99 @@ class Ledger:
 
     def events(self) -> Iterator[dict]:
         return iter(self._rows("SELECT * FROM events ORDER BY id"))
+
+
+# --- a read-only snapshot, for status / report / apply -----------------------------------------
+
+
+@dataclass
+class LedgerView:
+    """A consistent snapshot of one run's ledger, read in a single read-only transaction."""
+
+    run: dict
+    experiments: list[dict]
+    baseline_samples: list[float]
+    samples: dict[str, dict[str, list[float]]]  # exp id -> arm -> values (latest attempt)
+    costs_by_experiment: dict[str, float]
+    costs_by_kind: dict[str, float]
+    total_cost: float
+    decision_effects: dict[str, dict] = field(default_factory=dict)  # exp id -> decisions.effect JSON
+    metrics: dict[str, list[dict]] = field(default_factory=dict)  # exp id -> rows of its latest attempt (bench, arm, name, value)
+    noise: list[dict] = field(default_factory=list)  # the workers' noise checks
+    warnings: list[str] = field(default_factory=list)  # run-wide warnings the report repeats (e.g. sandbox: off)
+
+
+def read_view(run_dir: Path) -> LedgerView:
+    """Read RUN_DIR/ledger.sqlite without writing to it (so a running `optimize` is never blocked or
+    written to), any schema version; RunDirError if it is unreadable or holds no run."""
+    run_dir = Path(run_dir)
+    db_path = run_dir / "ledger.sqlite"
+    try:
+        db = sqlite3.connect(f"file:{quote(str(db_path.resolve()))}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error as exc:
+        raise RunDirError(f"cannot open the ledger in {run_dir}: {exc}") from None
+    db.row_factory = sqlite3.Row
+    try:
+        db.execute("BEGIN")  # one snapshot for every query below, even while the run writes
+        return _read_view(db, run_dir)
+    except sqlite3.Error as exc:
+        raise RunDirError(f"cannot read the ledger in {run_dir}: {exc}") from None
+    finally:
+        db.close()
+
+
+def _view_rows(db: sqlite3.Connection, sql: str, params: tuple = ()) -> list[dict]:
+    return [dict(row) for row in db.execute(sql, params).fetchall()]
+
+
+def _read_view(db: sqlite3.Connection, run_dir: Path) -> LedgerView:
+    runs = _view_rows(db, "SELECT * FROM runs LIMIT 1")
+    if not runs:
+        raise RunDirError(f"not a run directory: {run_dir} (the ledger has no run)")
+    experiments = _view_rows(db, "SELECT * FROM experiments ORDER BY seq")
+
+    # Samples of the latest attempt per experiment (and of the baseline).
+    samples: dict[str, dict[str, list[float]]] = {}
+    for row in _view_rows(
+        db,
+        "SELECT s.experiment_id, s.arm, s.value FROM samples s"
+        " JOIN (SELECT experiment_id, MAX(attempt) AS attempt FROM samples GROUP BY experiment_id) latest"
+        " ON s.experiment_id = latest.experiment_id AND s.attempt = latest.attempt"
+        " ORDER BY s.experiment_id, s.arm, s.idx",
+    ):
+        samples.setdefault(row["experiment_id"], {}).setdefault(row["arm"], []).append(row["value"])
+    baseline_samples = samples.pop("baseline", {}).get("baseline", [])
+
+    costs_by_experiment: dict[str, float] = {}
+    costs_by_kind: dict[str, float] = {}
+    total = 0.0
+    for row in _view_rows(db, "SELECT experiment_id, kind, usd FROM costs"):
+        usd = float(row["usd"] or 0.0)
+        total += usd
+        costs_by_kind[row["kind"]] = costs_by_kind.get(row["kind"], 0.0) + usd
+        if row["experiment_id"]:
+            costs_by_experiment[row["experiment_id"]] = costs_by_experiment.get(row["experiment_id"], 0.0) + usd
+
+    decision_effects: dict[str, dict] = {}
+    for row in _view_rows(db, "SELECT experiment_id, effect FROM decisions WHERE effect IS NOT NULL"):
+        try:
+            decision_effects[row["experiment_id"]] = json.loads(row["effect"])
+        except (TypeError, ValueError):
+            pass
+
+    metrics: dict[str, list[dict]] = {}
+    noise: list[dict] = []
+    tables = {row["name"] for row in _view_rows(db, "SELECT name FROM sqlite_master WHERE type='table'")}
+    if "metrics" in tables:  # ledgers from before schema 3 have none
+        for row in _view_rows(
+            db,
+            "SELECT m.experiment_id, m.bench, m.arm, m.name, m.value FROM metrics m"
+            " JOIN (SELECT experiment_id, MAX(attempt) AS attempt FROM metrics GROUP BY experiment_id) latest"
+            " ON m.experiment_id = latest.experiment_id AND m.attempt = latest.attempt ORDER BY m.idx",
+        ):
+            metrics.setdefault(row.pop("experiment_id"), []).append(row)
+        noise = _view_rows(db, "SELECT * FROM noise ORDER BY id")
+
+    warnings = list(dict.fromkeys(row["message"] for row in _view_rows(db, "SELECT message FROM events WHERE kind = 'sandbox' ORDER BY id")))
+    return LedgerView(runs[0], experiments, baseline_samples, samples, costs_by_experiment, costs_by_kind, total,
+                      decision_effects, metrics, noise, warnings)

@@ -25,6 +25,7 @@ from .errors import BaselineError, TaskError
 from .fence import Fence, FenceUnavailable, choose as choose_fence, probe as probe_fence
 from .experiment import BaselineJob, Commands, Holdout, HoldoutBench, Job, JobResult
 from .gate import Bound, SequentialGate, summarize
+from .ledger import RunStatus
 from .worker_noise import WorkerNoise
 from .plan import Hypothesis
 from .rundir import RunDir, copy_holdout, holdout_dir
@@ -81,7 +82,7 @@ class Orchestrator:
             restarted = self.ledger.reset_unfinished()
             if restarted:
                 self.ledger.event("resume", f"restarting unfinished experiment(s): {', '.join(restarted)}")
-            self.ledger.update_run(status="running")
+            self.ledger.update_run(status=RunStatus.RUNNING)
             self.new_gate()  # refuse impossible gate settings before spending any time
             self._setup_fence()  # no fence (or a broken one) stops here, before anything runs
             self._check_runtime()  # a missing agent CLI is one clear error, not N failed experiments
@@ -90,7 +91,7 @@ class Orchestrator:
                 self.research()
             if self.ledger.options().get("stop_after_plan"):
                 self.backend.teardown()  # nothing runs while the plan is reviewed
-                self.ledger.update_run(status="planned")
+                self.ledger.update_run(status=RunStatus.PLANNED)
                 self.ledger.event("planned", "plan written; stopping for review")
                 return self.ledger.run()
             while True:
@@ -101,17 +102,17 @@ class Orchestrator:
                 self.ledger.update_run(round=round_no + 1)
             self.backend.teardown()  # every worker goes when the gate is done
             if self._budget_stop:
-                self.ledger.update_run(status="budget")
+                self.ledger.update_run(status=RunStatus.BUDGET)
                 self.ledger.event("budget", self._budget_stop)
                 return self.ledger.run()
-            self.ledger.update_run(status="done")
+            self.ledger.update_run(status=RunStatus.DONE)
             self.ledger.event("done", "run finished")
             return self.ledger.run()
         except Interrupted:
-            self._wind_down("interrupted")
+            self._wind_down(RunStatus.INTERRUPTED)
             raise
         except BaseException:
-            self._wind_down("failed")
+            self._wind_down(RunStatus.FAILED)
             raise
         finally:
             self._restore_signal_handlers()
@@ -562,7 +563,7 @@ class Orchestrator:
         if self._signal is not None:
             raise Interrupted(self._signal)
 
-    def _wind_down(self, status: str) -> None:
+    def _wind_down(self, status: RunStatus) -> None:
         """Stop what runs, remove every worktree, leave the ledger resumable."""
         proc.stop_all()
         self.ledger.reset_unfinished()

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 import statistics
-from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
 import yaml
 
 from .errors import RunDirError
+from .ledger import LedgerView, RunStatus, read_view
 from .result import kept as kept_result
 
 DECISION_STYLES = {"kept": "bold green", "discarded": "dim", "failed": "red", "rejected": "magenta"}
@@ -25,23 +23,6 @@ STATUS_STYLES = {"pending": "dim", "running": "yellow"}
 
 
 # --- reading the ledger -------------------------------------------------------------------------
-
-
-@dataclass
-class LedgerView:
-    """A consistent snapshot of one run's ledger, read in a single read-only transaction."""
-
-    run: dict
-    experiments: list[dict]
-    baseline_samples: list[float]
-    samples: dict[str, dict[str, list[float]]]  # exp id -> arm -> values (latest attempt)
-    costs_by_experiment: dict[str, float]
-    costs_by_kind: dict[str, float]
-    total_cost: float
-    decision_effects: dict[str, dict] = field(default_factory=dict)  # exp id -> decisions.effect JSON
-    metrics: dict[str, list[dict]] = field(default_factory=dict)  # exp id -> rows of its latest attempt (bench, arm, name, value)
-    noise: list[dict] = field(default_factory=list)  # the workers' noise checks
-    warnings: list[str] = field(default_factory=list)  # run-wide warnings the report repeats (e.g. sandbox: off)
 
 
 def require_run_dir(path: Path) -> None:
@@ -54,78 +35,8 @@ def require_run_dir(path: Path) -> None:
 
 def read_ledger(run_dir: Path) -> LedgerView:
     """Read RUN_DIR/ledger.sqlite without writing to it; RunDirError if it is missing or unreadable."""
-    run_dir = Path(run_dir)
-    db_path = run_dir / "ledger.sqlite"
-    require_run_dir(run_dir)
-    try:
-        db = sqlite3.connect(f"file:{quote(str(db_path.resolve()))}?mode=ro", uri=True, timeout=30)
-    except sqlite3.Error as exc:
-        raise RunDirError(f"cannot open the ledger in {run_dir}: {exc}") from None
-    db.row_factory = sqlite3.Row
-    try:
-        db.execute("BEGIN")  # one snapshot for every query below, even while the run writes
-        return _read(db, run_dir)
-    except sqlite3.Error as exc:
-        raise RunDirError(f"cannot read the ledger in {run_dir}: {exc}") from None
-    finally:
-        db.close()
-
-
-def _rows(db: sqlite3.Connection, sql: str, params: tuple = ()) -> list[dict]:
-    return [dict(row) for row in db.execute(sql, params).fetchall()]
-
-
-def _read(db: sqlite3.Connection, run_dir: Path) -> LedgerView:
-    runs = _rows(db, "SELECT * FROM runs LIMIT 1")
-    if not runs:
-        raise RunDirError(f"not a run directory: {run_dir} (the ledger has no run)")
-    experiments = _rows(db, "SELECT * FROM experiments ORDER BY seq")
-
-    # Samples of the latest attempt per experiment (and of the baseline).
-    samples: dict[str, dict[str, list[float]]] = {}
-    for row in _rows(
-        db,
-        "SELECT s.experiment_id, s.arm, s.value FROM samples s"
-        " JOIN (SELECT experiment_id, MAX(attempt) AS attempt FROM samples GROUP BY experiment_id) latest"
-        " ON s.experiment_id = latest.experiment_id AND s.attempt = latest.attempt"
-        " ORDER BY s.experiment_id, s.arm, s.idx",
-    ):
-        samples.setdefault(row["experiment_id"], {}).setdefault(row["arm"], []).append(row["value"])
-    baseline_samples = samples.pop("baseline", {}).get("baseline", [])
-
-    costs_by_experiment: dict[str, float] = {}
-    costs_by_kind: dict[str, float] = {}
-    total = 0.0
-    for row in _rows(db, "SELECT experiment_id, kind, usd FROM costs"):
-        usd = float(row["usd"] or 0.0)
-        total += usd
-        costs_by_kind[row["kind"]] = costs_by_kind.get(row["kind"], 0.0) + usd
-        if row["experiment_id"]:
-            costs_by_experiment[row["experiment_id"]] = costs_by_experiment.get(row["experiment_id"], 0.0) + usd
-
-    decision_effects: dict[str, dict] = {}
-    for row in _rows(db, "SELECT experiment_id, effect FROM decisions WHERE effect IS NOT NULL"):
-        try:
-            decision_effects[row["experiment_id"]] = json.loads(row["effect"])
-        except (TypeError, ValueError):
-            pass
-
-    metrics: dict[str, list[dict]] = {}
-    noise: list[dict] = []
-    tables = {row["name"] for row in _rows(db, "SELECT name FROM sqlite_master WHERE type='table'")}
-    if "metrics" in tables:  # ledgers from before schema 3 have none
-        for row in _rows(
-            db,
-            "SELECT m.experiment_id, m.bench, m.arm, m.name, m.value FROM metrics m"
-            " JOIN (SELECT experiment_id, MAX(attempt) AS attempt FROM metrics GROUP BY experiment_id) latest"
-            " ON m.experiment_id = latest.experiment_id AND m.attempt = latest.attempt ORDER BY m.idx",
-        ):
-            metrics.setdefault(row.pop("experiment_id"), []).append(row)
-        noise = _rows(db, "SELECT * FROM noise ORDER BY id")
-
-    warnings = list(dict.fromkeys(row["message"] for row in _rows(db, "SELECT message FROM events WHERE kind = 'sandbox' ORDER BY id")))
-    return LedgerView(runs[0], experiments, baseline_samples, samples, costs_by_experiment, costs_by_kind, total,
-                      decision_effects, metrics, noise, warnings)
+    require_run_dir(Path(run_dir))
+    return read_view(Path(run_dir))
 
 
 def read_task(run_dir: Path) -> dict:
@@ -358,7 +269,7 @@ def status_table(status: dict, width: int | None = None):
     header.append(f"run {status['run']}", style="bold")
     header.append(f"  task {status.get('task') or '?'}")
     if status.get("state"):
-        header.append(f"  [{status['state']}]", style="yellow" if status["state"] == "running" else "")
+        header.append(f"  [{status['state']}]", style="yellow" if status["state"] == RunStatus.RUNNING else "")
     if metric.get("name"):
         better = "lower" if lower_is_better(metric.get("direction")) else "higher"
         header.append(f"  metric {metric['name']} ({better} is better)")
@@ -383,7 +294,7 @@ def status_table(status: dict, width: int | None = None):
         if best.get("commit"):
             best_line.append(f"  commit {best['commit'][:12]}")
     else:
-        best_line.append("nothing kept yet" if status.get("state") == "running" else "nothing kept", style="dim")
+        best_line.append("nothing kept yet" if status.get("state") == RunStatus.RUNNING else "nothing kept", style="dim")
     total = status.get("total_cost_usd")
     parts = [header, baseline]
     parts.append(table if experiments else Text("no experiments yet", style="dim"))

@@ -82,7 +82,7 @@ def test_unknown_price_is_none_never_zero(tmp_path):
         result = client_for(server, ledger=ledger).complete("mystery", ASK)
     assert result.usage.cost_usd is None and result.usage.cost_source == "unknown"
     assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (4, 3)
-    assert ledger.cost() == 0 and not ledger._rows("SELECT * FROM costs")  # no $0 row pretending to know
+    assert ledger.cost() == 0 and not ledger.costs()  # no $0 row pretending to know
     (event,) = [e for e in ledger.events() if e["kind"] == "llm_call"]
     data = json.loads(event["data"])
     assert data["cost_usd"] is None and data["cost_source"] == "unknown" and "unknown cost" in event["message"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .. import experiment, git
 from ..experiment import BaselineJob, BaselineResult, Job, JobResult
-from ..ledger import Ledger
+from ..ledger import Ledger, WorkerStatus
 from ..runtimes.base import Runtime
 
 
@@ -61,24 +61,22 @@ class LocalBackend:
             args = ["add", "--force", "--quiet"]
             args += ["-B", branch, str(path), commit] if branch else ["--detach", str(path), commit]
             git.run(self.repo, "worktree", *args)
-        self.ledger.set_worker_status(name, "up")
+        self.ledger.set_worker_status(name, WorkerStatus.UP)
         return path
 
     def release(self, path: Path) -> None:
         with self._git_lock:
             self._remove(path)
-        self.ledger.set_worker_status(path.name, "down")
+        self.ledger.set_worker_status(path.name, WorkerStatus.DOWN)
 
     def teardown(self) -> list[str]:
         """Remove every worktree the ledger knows to be up (or half-made); returns their names."""
         removed = []
-        for worker in self.ledger.workers(live_only=True):
-            if worker["backend"] != self.name:
-                continue
+        for worker in self.ledger.workers(live_only=True, backend=self.name):
             with self._git_lock:
-                self._remove(Path(worker["path"]))
-            self.ledger.set_worker_status(worker["id"], "down")
-            removed.append(worker["id"])
+                self._remove(Path(worker.path))
+            self.ledger.set_worker_status(worker.id, WorkerStatus.DOWN)
+            removed.append(worker.id)
         with self._git_lock:
             git.run(self.repo, "worktree", "prune")
         return removed

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from ... import proc
+from ...ledger import WorkerStatus
 from ..sky_api import CloudError, LaunchError, WorkerLost
 from .backend import SkyPilotBackend
 from .execute import TransferError, _cloud_error, _JobFailed, _NotStarted, _why
@@ -150,7 +151,7 @@ class ClustersBackend(SkyPilotBackend):
     def _next_generation(self, slot: int) -> int:
         used = [c.generation for c in self._clusters.values() if c.slot == slot]
         for worker in self.ledger.workers():
-            match = re.fullmatch(re.escape(f"{PREFIX}{self.slug}-{slot}") + r"(?:-g(\d+))?", worker["id"])
+            match = re.fullmatch(re.escape(f"{PREFIX}{self.slug}-{slot}") + r"(?:-g(\d+))?", worker.id)
             if match:
                 used.append(int(match.group(1) or 1))
         return max(used, default=0) + 1
@@ -201,7 +202,7 @@ class ClustersBackend(SkyPilotBackend):
                 cluster.price = self.api.cluster_price(cluster.name) if self.opts.price_per_hour is None else self.opts.price_per_hour
                 cluster.price = cluster.price if cluster.price is not None else self.price()
                 cluster.state = "up" if cluster.state == "launching" else cluster.state
-                self.ledger.set_worker_status(cluster.name, "up")
+                self.ledger.set_worker_status(cluster.name, WorkerStatus.UP)
                 self._cond.notify_all()
             return
         with self._lock:
@@ -210,7 +211,7 @@ class ClustersBackend(SkyPilotBackend):
             self._last_launch_error = error
             self._cond.notify_all()
         if not self._stopping.is_set() and self._cluster_gone(cluster.name):
-            self.ledger.set_worker_status(cluster.name, "down")  # else it stays live: teardown removes it
+            self.ledger.set_worker_status(cluster.name, WorkerStatus.DOWN)  # else it stays live: teardown removes it
 
     def _setup(self, cluster: Cluster) -> None:
         """The worker's setup as the cluster's first job: the launch has set autodown by now, so a

@@ -5,9 +5,8 @@ controller SkyPilot runs for managed jobs and pools (said in the launch plan and
 
 from __future__ import annotations
 
-import json
-
 from ...errors import UserError
+from ...ledger import Worker
 from .options import PREFIX
 
 
@@ -70,30 +69,24 @@ class CostsMixin:
             raise UserError(f"budget ${budget:.2f} is below one experiment's projected cost ${one:.2f} "
                             f"(${price:.3f}/h × {self.estimate_hours() * 60:.0f} min); raise --budget-usd")
 
-    def _charge_held(self, worker: dict, now: float) -> None:
+    def _charge_held(self, worker: Worker, now: float) -> None:
         """Idle and provisioning time of a cluster or pool: what experiments did not pay for."""
         price = self.price()
-        meta = json.loads(worker.get("meta") or "{}")
         if not price:
             return
-        if meta.get("kind") == "cluster":
-            cluster = self._clusters.get(worker["id"])
-            charged = self.ledger_cost_detail(worker["id"])  # every process's charges, not just this one's
-            since = cluster.requested if cluster else worker["created"]
+        if worker.kind == "cluster":
+            cluster = self._clusters.get(worker.id)
+            charged = self.ledger.cost_with_detail(worker.id)  # every process's charges, not just this one's
+            since = cluster.requested if cluster else worker.created
             usd = (cluster.price if cluster and cluster.price else price) * (now - since) / 3600 - charged
-        elif meta.get("kind") == "pool":
-            since = getattr(self, "_pool_since", worker["created"])
-            usd = price * int(meta.get("workers") or self.count) * (now - since) / 3600 - self.ledger_cost_pool()
+        elif worker.kind == "pool":
+            since = getattr(self, "_pool_since", worker.created)
+            usd = price * int(worker.meta.get("workers") or self.count) * (now - since) / 3600 - self.ledger_cost_pool()
         else:
             return
         if usd > 0:
-            self.ledger.add_cost("compute", usd, None, detail=f"idle/provisioning {worker['id']}")
-
-    def ledger_cost_detail(self, detail: str) -> float:
-        row = self.ledger._execute("SELECT COALESCE(SUM(usd), 0) FROM costs WHERE detail=?", (detail,)).fetchone()
-        return float(row[0])
+            self.ledger.add_cost("compute", usd, None, detail=f"idle/provisioning {worker.id}")
 
     def ledger_cost_pool(self) -> float:
-        row = self.ledger._execute("SELECT COALESCE(SUM(usd), 0) FROM costs WHERE kind='compute' AND detail LIKE ?",
-                                   (f"{PREFIX}{self.slug}-%",)).fetchone()
-        return float(row[0])
+        """Compute already charged to this run's pool jobs (their details start with the run's name prefix)."""
+        return self.ledger.compute_cost_with_detail_prefix(f"{PREFIX}{self.slug}-")

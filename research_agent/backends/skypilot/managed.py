@@ -5,9 +5,9 @@ FAILED_PRECHECKS a failure no retry would change; jobs PENDING past launch_timeo
 
 from __future__ import annotations
 
-import json
 import time
 
+from ...ledger import WorkerStatus
 from .. import sky_api
 from ..sky_api import CloudError, LaunchError
 from .backend import SkyPilotBackend
@@ -74,19 +74,18 @@ class ManagedBackend(SkyPilotBackend):
                 try:
                     self.api.pool_down(self.pool_name)
                     if self._pool_gone(self.pool_name):
-                        self.ledger.set_worker_status(self.pool_name, "down")
+                        self.ledger.set_worker_status(self.pool_name, WorkerStatus.DOWN)
                 except Exception:  # noqa: BLE001 — teardown will try again
                     pass
                 raise _cloud_error(error) if error.unavailable else CloudError(f"worker pool did not start: {error.reason}")
-            self.ledger.set_worker_status(self.pool_name, "up")
+            self.ledger.set_worker_status(self.pool_name, WorkerStatus.UP)
             self._pool_ready = True
             self._ever_up = True
 
     def _live_job_for(self, exp: str) -> str | None:
-        for worker in self.ledger.workers(live_only=True):
-            meta = json.loads(worker.get("meta") or "{}")
-            if worker["backend"] == NAME and meta.get("kind") == "job" and worker["experiment_id"] == exp and meta.get("job_id") is not None:
-                return worker["id"]
+        for worker in self.ledger.workers(live_only=True, backend=NAME):
+            if worker.kind == "job" and worker.experiment_id == exp and worker.meta.get("job_id") is not None:
+                return worker.id
         return None
 
     def _attempt(self, exp: str, name: str, spec: dict, phase, reattach: bool) -> dict[str, bytes]:
@@ -94,8 +93,7 @@ class ManagedBackend(SkyPilotBackend):
         started = time.time()
         price = self.price() or 0.0
         if reattach:
-            meta = json.loads(next(w for w in self.ledger.workers() if w["id"] == name).get("meta") or "{}")
-            job_id = int(meta["job_id"])
+            job_id = int(self.ledger.worker(name).meta["job_id"])
             self._say(f"{exp}: re-attached to managed job {name} (id {job_id})", kind="resume")
         else:
             yaml_path, _ = self._write_job(exp, name, spec)
@@ -109,7 +107,7 @@ class ManagedBackend(SkyPilotBackend):
                 raise
             self._ever_up = True
             self.ledger.update_worker_meta(name, job_id=job_id)
-            self.ledger.set_worker_status(name, "up")
+            self.ledger.set_worker_status(name, WorkerStatus.UP)
             if self._halted():  # teardown ran while this was being submitted: it may not have seen it
                 self._cancel_jobs_waiting([job_id])
         with self._lock:
@@ -130,7 +128,7 @@ class ManagedBackend(SkyPilotBackend):
             with self._lock:
                 self._running.pop(name, None)
             if not self._halted() and state in TERMINAL_JOB_STATES:
-                self.ledger.set_worker_status(name, "down")  # SkyPilot removes a finished job's cluster
+                self.ledger.set_worker_status(name, WorkerStatus.DOWN)  # SkyPilot removes a finished job's cluster
             if price:
                 seconds = float(info.get("duration") or 0.0) or (time.time() - started)  # SkyPilot's own count when it has one
                 self.ledger.add_cost("compute", price * seconds / 3600, exp, detail=name)

@@ -5,7 +5,6 @@ mark a worker down only once SkyPilot no longer lists it), the name sweep, `rese
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from ...errors import TeardownError, UserError
+from ...ledger import Worker, WorkerStatus
 from .. import sky_api
 from ..sky_api import load_api
 from .execute import _why
@@ -31,11 +31,11 @@ class TeardownMixin:
 
     def _reconcile(self) -> list[str]:
         """A resumed run: adopt what still runs, mark what vanished as down. Returns the names marked down."""
-        live = [w for w in self.ledger.workers(live_only=True) if w["backend"] == NAME]
+        live = self.ledger.workers(live_only=True, backend=NAME)
         if not live:
             return []
         gone = []
-        clusters = [w["id"] for w in live if json.loads(w.get("meta") or "{}").get("kind") == "cluster"]
+        clusters = [w.id for w in live if w.kind == "cluster"]
         states = {}
         if clusters:
             try:
@@ -43,52 +43,50 @@ class TeardownMixin:
             except Exception:  # noqa: BLE001
                 states = {}
         for worker in live:
-            meta = json.loads(worker.get("meta") or "{}")
-            kind = meta.get("kind")
-            if kind == "cluster":
+            if worker.kind == "cluster":
                 # "up" in the ledger only once its setup job succeeded: a cluster killed mid-setup is removed
-                if states.get(worker["id"]) == "UP" and worker.get("status") == "up" and not self._stopping.is_set():
-                    slot = int(meta.get("slot") or 1)
-                    match = re.search(r"-g(\d+)$", worker["id"])
+                if states.get(worker.id) == "UP" and worker.status == "up" and not self._stopping.is_set():
+                    slot = int(worker.meta.get("slot") or 1)
+                    match = re.search(r"-g(\d+)$", worker.id)
                     from .clusters import Cluster
 
-                    cluster = Cluster(worker["id"], slot, int(match.group(1)) if match else 1, state="up", requested=worker["created"])
+                    cluster = Cluster(worker.id, slot, int(match.group(1)) if match else 1, state="up", requested=worker.created)
                     try:
-                        self.api.cancel(worker["id"], None)  # every job the killed run left there ([] would cancel none)
-                        self.api.autostop(worker["id"], self.opts.idle_minutes)
+                        self.api.cancel(worker.id, None)  # every job the killed run left there ([] would cancel none)
+                        self.api.autostop(worker.id, self.opts.idle_minutes)
                     except Exception:  # noqa: BLE001
                         pass
                     cluster.price = self.price()
-                    cluster.charged = self.ledger_cost_detail(cluster.name)
+                    cluster.charged = self.ledger.cost_with_detail(cluster.name)
                     self._clusters[cluster.name] = cluster
                     self._ever_up = True
-                    self.ledger.set_worker_status(worker["id"], "up")
-                    self._say(f"re-attached to cluster {worker['id']}", kind="resume")
+                    self.ledger.set_worker_status(worker.id, WorkerStatus.UP)
+                    self._say(f"re-attached to cluster {worker.id}", kind="resume")
                 else:
-                    self._down_quietly(worker["id"])
-                    if self._cluster_gone(worker["id"]):
-                        self.ledger.set_worker_status(worker["id"], "down")
-                        gone.append(worker["id"])
-            elif kind == "pool":
+                    self._down_quietly(worker.id)
+                    if self._cluster_gone(worker.id):
+                        self.ledger.set_worker_status(worker.id, WorkerStatus.DOWN)
+                        gone.append(worker.id)
+            elif worker.kind == "pool":
                 status = None
                 try:
-                    status = self.api.pool_status(worker["id"])
+                    status = self.api.pool_status(worker.id)
                 except Exception:  # noqa: BLE001
                     pass
                 if status is not None and str(status.get("status") or "").startswith("FAILED"):
-                    self._say(f"worker pool {worker['id']} is {status['status']}: removing it, not re-attaching", kind="resume")
-                    self._remove_pools([worker["id"]])
-                    gone.append(worker["id"])
+                    self._say(f"worker pool {worker.id} is {status['status']}: removing it, not re-attaching", kind="resume")
+                    self._remove_pools([worker.id])
+                    gone.append(worker.id)
                 elif status is not None:
                     self._pool_ready, self._ever_up = True, True
-                    self._pool_since, self._pool_charged = worker["created"], 0.0
-                    self._say(f"re-attached to worker pool {worker['id']}", kind="resume")
+                    self._pool_since, self._pool_charged = worker.created, 0.0
+                    self._say(f"re-attached to worker pool {worker.id}", kind="resume")
                 else:
-                    self.ledger.set_worker_status(worker["id"], "down")
-                    gone.append(worker["id"])
-            elif kind == "job" and meta.get("job_id") is None:
-                self._cancel_job_by_name(worker["id"])  # requested, id never recorded
-                gone.append(worker["id"])
+                    self.ledger.set_worker_status(worker.id, WorkerStatus.DOWN)
+                    gone.append(worker.id)
+            elif worker.kind == "job" and worker.meta.get("job_id") is None:
+                self._cancel_job_by_name(worker.id)  # requested, id never recorded
+                gone.append(worker.id)
         if gone:
             self._say(f"workers already gone, marked down: {', '.join(gone)}", kind="resume")
         return gone
@@ -102,12 +100,11 @@ class TeardownMixin:
         with self._cond:
             launching = [c for c in self._clusters.values() if c.state == "launching"]
             self._cond.notify_all()
-        live = [w for w in self.ledger.workers(live_only=True) if w["backend"] == NAME]
-        metas = {w["id"]: json.loads(w.get("meta") or "{}") for w in live}
+        live = self.ledger.workers(live_only=True, backend=NAME)
         # In-flight requests (launch, jobs.launch, pool_apply) go by request id: `sky down` of an INIT
         # cluster does not stop the server's launch (sky.client.sdk.api_cancel does).
         requests = {c.request_id for c in launching if c.request_id}
-        requests |= {m["request_id"] for m in metas.values() if m.get("request_id") and m.get("job_id") is None}
+        requests |= {w.meta["request_id"] for w in live if w.meta.get("request_id") and w.meta.get("job_id") is None}
         for request_id in sorted(requests):
             try:
                 self.api.cancel_request(request_id)
@@ -117,15 +114,15 @@ class TeardownMixin:
             if cluster.thread is not None:
                 cluster.thread.join(timeout=max(60.0, self.opts.poll_seconds * 4))
         removed: list[str] = []
-        jobs = [w for w in live if metas[w["id"]].get("kind") == "job"]
+        jobs = [w for w in live if w.kind == "job"]
         others = [w for w in live if w not in jobs]
-        removed += self._remove_jobs(jobs, metas)
-        pools = [w["id"] for w in others if metas[w["id"]].get("kind") == "pool"]
-        clusters = [w for w in others if metas[w["id"]].get("kind") != "pool"]
+        removed += self._remove_jobs(jobs)
+        pools = [w.id for w in others if w.kind == "pool"]
+        clusters = [w for w in others if w.kind != "pool"]
         results: dict[str, bool] = {}
         threads = []
         for worker in clusters:
-            thread = threading.Thread(target=lambda n=worker["id"]: results.__setitem__(n, self._remove_cluster(n)), daemon=True)
+            thread = threading.Thread(target=lambda n=worker.id: results.__setitem__(n, self._remove_cluster(n)), daemon=True)
             thread.start()
             threads.append(thread)
         for name in self._remove_pools(pools):
@@ -135,18 +132,18 @@ class TeardownMixin:
         for name, command in list(self.leftovers):  # a job submitted while this ran: the pool removal cancelled it
             if command.startswith("sky jobs cancel") and self._job_absent(name):
                 self.leftovers.remove((name, command))
-                self.ledger.set_worker_status(name, "down")
+                self.ledger.set_worker_status(name, WorkerStatus.DOWN)
                 removed.append(name)
         now = time.time()
         for worker in others:
-            if results.get(worker["id"]):
+            if results.get(worker.id):
                 self._charge_held(worker, now)
-                self.ledger.set_worker_status(worker["id"], "down")
-                removed.append(worker["id"])
-            elif metas[worker["id"]].get("kind") == "pool":
-                self.leftovers.append((worker["id"], f"sky jobs cancel --pool {worker['id']} -y && sky jobs pool down {worker['id']} -y"))
+                self.ledger.set_worker_status(worker.id, WorkerStatus.DOWN)
+                removed.append(worker.id)
+            elif worker.kind == "pool":
+                self.leftovers.append((worker.id, f"sky jobs cancel --pool {worker.id} -y && sky jobs pool down {worker.id} -y"))
             else:
-                self.leftovers.append((worker["id"], f"sky down {worker['id']} -y"))
+                self.leftovers.append((worker.id, f"sky down {worker.id} -y"))
         if sweep:
             removed += self.sweep()
         if removed:
@@ -155,24 +152,24 @@ class TeardownMixin:
             self.ledger.event("teardown", f"could not remove {name}: run `{command}`", worker=name)
         return removed
 
-    def _remove_jobs(self, jobs: list[dict], metas: dict) -> list[str]:
+    def _remove_jobs(self, jobs: list[Worker]) -> list[str]:
         """Cancel managed jobs and wait until SkyPilot shows them terminal (jobs.cancel is asynchronous)."""
-        ids = {int(metas[w["id"]]["job_id"]): w["id"] for w in jobs if metas[w["id"]].get("job_id") is not None}
+        ids = {int(w.meta["job_id"]): w.id for w in jobs if w.meta.get("job_id") is not None}
         for worker in jobs:  # requested, id never recorded: find it by name
-            if metas[worker["id"]].get("job_id") is None:
+            if worker.meta.get("job_id") is None:
                 try:
-                    ids.update({job_id: worker["id"] for job_id, name in self.api.list_jobs(worker["id"]) if name == worker["id"]})
+                    ids.update({job_id: worker.id for job_id, name in self.api.list_jobs(worker.id) if name == worker.id})
                 except Exception:  # noqa: BLE001
                     pass
         done = self._cancel_jobs_waiting(sorted(ids))
         removed = []
         for worker in jobs:
-            mine = [job_id for job_id, name in ids.items() if name == worker["id"]]
-            if all(job_id in done for job_id in mine) and (mine or self._job_absent(worker["id"])):
-                self.ledger.set_worker_status(worker["id"], "down")
-                removed.append(worker["id"])
+            mine = [job_id for job_id, name in ids.items() if name == worker.id]
+            if all(job_id in done for job_id in mine) and (mine or self._job_absent(worker.id)):
+                self.ledger.set_worker_status(worker.id, WorkerStatus.DOWN)
+                removed.append(worker.id)
             else:
-                self.leftovers.append((worker["id"], f"sky jobs cancel {' '.join(map(str, mine)) or '-n ' + worker['id']} -y"))
+                self.leftovers.append((worker.id, f"sky jobs cancel {' '.join(map(str, mine)) or '-n ' + worker.id} -y"))
         return removed
 
     def _job_absent(self, name: str) -> bool:
@@ -254,7 +251,7 @@ class TeardownMixin:
             for job_id, job_name in self.api.list_jobs(name):
                 if job_name == name:
                     self.api.jobs_cancel([job_id])
-            self.ledger.set_worker_status(name, "down")
+            self.ledger.set_worker_status(name, WorkerStatus.DOWN)
         except Exception:  # noqa: BLE001 — left 'requested': teardown finds it by name
             pass
 

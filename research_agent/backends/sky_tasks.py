@@ -28,15 +28,15 @@ NODE_SETUP = (
 
 def runtime_setup(name: str) -> str:
     """Setup lines that install the runtime's CLI on a worker ('' for runtimes that need none)."""
-    if name == "claude-code":
-        from ..runtimes.claude_code import TESTED
+    import importlib
 
-        return f"{NODE_SETUP}\nsudo npm install -g -s @anthropic-ai/claude-code@{TESTED[1]}"
-    if name == "codex":
-        from ..runtimes.codex import TESTED
+    from ..runtimes import runtime_kind
 
-        return f"{NODE_SETUP}\nsudo npm install -g -s @openai/codex@{TESTED[1]}"
-    return ""
+    kind = runtime_kind(name)
+    if not kind.npm:
+        return ""
+    tested = importlib.import_module(kind.module).TESTED  # (oldest, newest) version the tests drive
+    return f"{NODE_SETUP}\nsudo npm install -g -s {kind.npm}@{tested[1]}"
 
 
 def template_dir() -> Path:

@@ -23,6 +23,7 @@ from pathlib import Path
 from .errors import UserError
 from .explore import can_explore, code_listing, explore_hypotheses, explore_plan, origin
 from .orchestrator import BASELINE, Orchestrator
+from .runtimes import AGENT_RUNTIMES
 from .plan import Hypothesis, Plan, load_plan, save_plan
 from .target import git
 
@@ -40,7 +41,7 @@ def arm_of(label: str) -> str:
 def check_runtime(task) -> None:
     """The control arm has no mined patches: only a coding agent can try its ideas."""
     if not can_explore(task):
-        raise UserError(f"ablate needs a coding-agent runtime (--runtime command|claude-code|codex): the control arm has "
+        raise UserError(f"ablate needs a coding-agent runtime (--runtime {'|'.join(AGENT_RUNTIMES)}): the control arm has "
                         f"no mined patches for the {task.runtime.name} runtime to apply")
 
 
@@ -280,7 +281,7 @@ class Ablation(Orchestrator):
             return True
         in_flight = sum(1 for row in running if row.get("arm") == label)
         spent, largest = self.arm_spend(label)
-        per_experiment = max(largest, getattr(self.backend, "projected_cost", lambda: 0.0)())
+        per_experiment = max(largest, self.backend.projected_cost())
         if in_flight and not per_experiment:
             return False  # the arm's first experiment's cost is not known yet: one at a time until it is
         if spent + (in_flight + 1) * per_experiment <= budget:

@@ -95,22 +95,18 @@ def _with_backend(task, backend: str | None, dryrun: bool, budget_usd: float | N
     """The task with --backend applied (that backend's options from the task, else its defaults)."""
     if budget_usd is not None and budget_usd <= 0:
         raise UserError(f"--budget-usd must be positive, got {budget_usd}")
-    from .backends import BACKEND_NAMES
+    from .backends import REMOTE_BACKENDS, backend_kind
 
-    if backend is not None and backend not in BACKEND_NAMES:
-        raise UserError(f"unknown backend '{backend}' (available: {', '.join(BACKEND_NAMES)})")
+    if backend is not None:
+        backend_kind(backend)  # an unknown name: one line naming the registered ones
     if backend is not None and backend != task.workers.backend:
         from .task import Workers
 
         task = task.model_copy(update={"workers": Workers(backend=backend)})
-    if dryrun and task.workers.backend != "skypilot":
-        raise UserError("--dryrun shows what a cloud run would launch: use it with --backend skypilot")
-    if task.workers.backend == "skypilot":
-        from .backends.skypilot import parse_options, with_resolved_files
-
-        parse_options(task.workers.options)  # a bad option is one line now, not after the baseline
-        task = with_resolved_files(task)
-    return task
+    kind = backend_kind(task.workers.backend)
+    if dryrun and not kind.remote:
+        raise UserError(f"--dryrun shows what a cloud run would launch: use it with --backend {' or '.join(REMOTE_BACKENDS)}")
+    return kind.prepare_task(task)
 
 
 def _dry_run(run) -> None:
@@ -154,11 +150,11 @@ def _execute(run) -> None:
     from .orchestrator import Interrupted, Orchestrator
     from .view import live
 
-    backend = make_backend(run)
+    # The backend says what it does through the orchestrator's notifier, which the live view replaces.
+    backend = make_backend(run, notify=lambda line: orchestrator.notify(line))
     if run.ledger.options().get("ablate"):
         from .ablation import Ablation as Orchestrator  # noqa: N814 — same loop, two arms
     orchestrator = Orchestrator(run, backend)
-    backend.notify = lambda line: orchestrator.notify(line)  # the live view's notifier, once it is set
     try:
         with live(orchestrator, err):
             orchestrator.execute()
@@ -267,32 +263,41 @@ def open_pr(run_dir: Path, repo: Path | None, remote: str, github_repo: str | No
 
 
 def doctor() -> None:
-    """A table of runtimes: always-available ones, then the agent CLIs found (or not) here."""
+    """A table of runtimes: always-available ones, the fence, the backends, then the agent CLIs found (or not) here."""
     import importlib
     import shutil as _shutil
 
     from rich.table import Table
 
+    from .backends import BACKENDS
+    from .runtimes import RUNTIMES
+
     table = Table(title="research-agent doctor")
     for column in ("runtime", "usable", "binary", "version", "key", "note"):
         table.add_column(column)
-    table.add_row("patch", "yes", _shutil.which("git") or "git missing", "", "", "applies plan diffs with git apply --3way")
-    table.add_row("command", "yes", "", "", "", "any agent CLI via --runtime-cmd")
+    for name, kind in RUNTIMES.items():
+        if not kind.doctor:
+            binary = (_shutil.which(kind.needs) or f"{kind.needs} missing") if kind.needs else ""
+            table.add_row(name, "yes", binary, "", "", kind.note)
     from .fence import available as fence_available
 
     mechanism = fence_available()
     table.add_row("fence", "yes" if mechanism else "no", mechanism or "", "", "",
                   "" if mechanism else "apt-get install bubblewrap")
-    try:
-        from .backends.skypilot import doctor_info as backend_info
-
-        sky = backend_info()
-    except Exception as error:  # noqa: BLE001 — the backend row must not hide the runtimes
-        sky = {"runtime": "skypilot backend", "usable": False, "note": f"error: {error}"}
-    table.add_row(sky["runtime"], "yes" if sky.get("usable") else "no", "", sky.get("version") or "", "", sky.get("note", ""))
-    for module in ("claude_code", "codex"):
+    for name, backend in BACKENDS.items():
+        if not backend.doctor:
+            continue
         try:
-            info = importlib.import_module(f"research_agent.runtimes.{module}").doctor_info()
+            info = backend.doctor_info()
+        except Exception as error:  # noqa: BLE001 — a backend row must not hide the runtimes
+            info = {"runtime": f"{name} backend", "usable": False, "note": f"error: {error}"}
+        table.add_row(info["runtime"], "yes" if info.get("usable") else "no", "", info.get("version") or "", "", info.get("note", ""))
+    for name, kind in RUNTIMES.items():
+        if not kind.doctor:
+            continue
+        module = kind.module.rsplit(".", 1)[-1]
+        try:
+            info = importlib.import_module(kind.module).doctor_info()
         except Exception as error:  # a broken runtime module must not hide the others
             info = {"runtime": module, "usable": False, "note": f"error: {error}"}
         table.add_row(

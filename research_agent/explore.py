@@ -11,9 +11,9 @@ from pathlib import Path, PurePosixPath
 from .plan import Hypothesis
 from .plan.model import new_plan
 from .research.queries import LANGUAGES, target_files
+from .runtimes import AGENT_RUNTIMES
 from .target import git
 
-AGENT_RUNTIMES = ("command", "claude-code", "codex")
 EXPLORE = "explore"
 MAX_CODE_CHARS = 12000  # what a planner is shown of the code: the listing, then source files until this
 
@@ -24,7 +24,7 @@ def origin(hyp: Hypothesis | None) -> str:
 
 
 def can_explore(task) -> bool:
-    return task.runtime.name in AGENT_RUNTIMES
+    return task.runtime.name in AGENT_RUNTIMES  # a coding agent can implement an idea without a diff
 
 
 def explore_hypotheses(task, count: int, first: int = 1) -> list[Hypothesis]:
@@ -59,7 +59,7 @@ def nothing_found_line(message: str) -> str:
     head = message.split(". ")[0].rstrip(".")
     return (f"{head}. Next: write hypotheses yourself (research-agent plan new), add notes (research.local) or "
             "competitors (research.competitors) to the task, or let a coding agent explore "
-            "(--runtime command|claude-code|codex)")
+            f"(--runtime {'|'.join(AGENT_RUNTIMES)})")
 
 
 def code_listing(repo_dir: Path, commit: str, protected: list[str] | None = None) -> str:

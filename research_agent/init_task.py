@@ -21,6 +21,7 @@ import yaml
 
 from .detect import NOTHING_FOUND, Finding, detect, guess_direction
 from .errors import TargetError, UserError
+from .runtimes import DEFAULT_RUNTIME, RUNTIME_NAMES
 
 TRIAL_TIMEOUT_S = 120  # per step (build, bench): a trial longer than this is not "cheap"; the task is written unconfirmed
 
@@ -186,7 +187,7 @@ def render(finding: Finding, trial: Trial, repo_field: str, repo: Path) -> str:
     if finding.format:
         out.append(line("format", finding.format, "found: the bench prints this tool's output", "  "))
     out.append("experiments: {parallel: 2, repeats: 5}   # pairs of A/B runs per change before the gate first looks\n")
-    out.append("runtime: {name: patch}                   # patch | command | claude-code | codex (a coding agent)\n")
+    out.append(f"{'runtime: {name: ' + DEFAULT_RUNTIME + '}':<40} # {' | '.join(RUNTIME_NAMES)} (a coding agent)\n")
     text = "".join(out)
     _validate(text, repo)
     return text

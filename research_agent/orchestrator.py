@@ -20,7 +20,7 @@ from typing import Callable
 from . import experiment, proc
 from .brief import write_brief
 from .explore import origin
-from .backends.base import WorkersUnavailable
+from .backends.base import Backend, WorkersUnavailable
 from .errors import BaselineError, TaskError
 from .fence import Fence, FenceUnavailable, choose as choose_fence, probe as probe_fence
 from .experiment import BaselineJob, Commands, Holdout, HoldoutBench, Job, JobResult
@@ -29,7 +29,7 @@ from .ledger import RunStatus
 from .worker_noise import WorkerNoise
 from .plan import Hypothesis
 from .rundir import RunDir, copy_holdout, holdout_dir
-from .runtimes import make_runtime
+from .runtimes import runtime_kind
 from .runtimes.patch import PatchRuntime
 from .target import git
 
@@ -55,7 +55,7 @@ STOP_REACTION_SECONDS = 2.0  # a check every 0.2 s, then killing the commands an
 
 
 class Orchestrator:
-    def __init__(self, run: RunDir, backend, notify: Callable[[str], None] = lambda _line: None):
+    def __init__(self, run: RunDir, backend: Backend, notify: Callable[[str], None] = lambda _line: None):
         self.run = run
         self.task = run.task
         self.ledger = run.ledger
@@ -124,9 +124,7 @@ class Orchestrator:
         if run["baseline_median"] is not None:
             return
         self.progress.message = "baseline"
-        check = getattr(self.backend, "check_budget", None)
-        if check is not None:  # a budget below one experiment's projected cost is refused before any launch
-            check(self.budget())
+        self.backend.check_budget(self.budget())  # a budget below one experiment's projected cost is refused before any launch
         self.notify("baseline: clean build, check, then the benchmark")
         log = self.run.exp_dir(BASELINE) / "baseline.log"
 
@@ -250,7 +248,7 @@ class Orchestrator:
 
             chosen = [h for h in plan.hypotheses
                       if (h.id not in tried and h.status in ("pending", "running")) or (moved and retry(h))]
-        if self.task.runtime.name == "patch":
+        if not runtime_kind(self.task.runtime.name).agent:
             # The patch runtime needs a diff; ideas without one wait for a coding-agent runtime.
             waiting = [h.id for h in chosen if not h.has_patch]
             if waiting and round_no == 1:
@@ -373,7 +371,7 @@ class Orchestrator:
         if hyp is not None:
             brief = write_brief(self._context(row), hyp, exp_dir)
             runtime = self._make_runtime()
-            self._show_notices(getattr(runtime, "notices", []))
+            self._show_notices(runtime.notices)
         else:  # a combination step re-applies a winner's recorded patch
             context = self._context(row)
             brief = write_brief(context, context.plan.hypothesis(row["hypothesis"]), exp_dir, diff=diff)
@@ -483,14 +481,14 @@ class Orchestrator:
             self.ledger.event("sandbox", warning)
             self.fence = None
             return
-        if getattr(self.backend, "make_runtime", None) is not None:
+        if self.backend.remote:
             self.fence = Fence("auto", tuple(self.task.workers.writable))
             return
         try:
             wanted = None if self.task.sandbox == "on" else self.task.sandbox
             self.fence = choose_fence(self.task.workers.writable, wanted)
         except FenceUnavailable as missing:
-            if self.task.runtime.name != "patch" or self.task.sandbox != "on":
+            if runtime_kind(self.task.runtime.name).agent or self.task.sandbox != "on":
                 raise  # an agent (or a named mechanism) never runs unconfined unless the task says so
             # No agent: the plan's own diffs are applied; the commands run unconfined, said loudly.
             warning = f"warning: {missing}; the patch runtime goes on, its build/check/bench unconfined"
@@ -501,15 +499,12 @@ class Orchestrator:
 
     def _check_runtime(self) -> None:
         runtime = self._make_runtime()
-        self._show_notices(getattr(runtime, "notices", []))
-        preflight = getattr(runtime, "preflight", None)
-        if preflight is not None:  # a missing key or login stops here, before the baseline is spent
-            preflight()
+        self._show_notices(runtime.notices)
+        runtime.preflight()  # a missing key or login stops here, before the baseline is spent
 
     def _make_runtime(self):
         """The task's runtime; a backend whose workers run it elsewhere (cloud VMs) supplies its own stand-in."""
-        factory = getattr(self.backend, "make_runtime", None) or make_runtime
-        return factory(self.task.runtime.name, self.task.runtime.options, self.task.timeouts.runtime, fence=self.fence)
+        return self.backend.make_runtime(self.task.runtime.name, self.task.runtime.options, self.task.timeouts.runtime, fence=self.fence)
 
     def budget(self) -> float | None:
         return self.ledger.options().get("budget_usd") or self.task.budget_usd
@@ -520,7 +515,7 @@ class Orchestrator:
         if not budget or self._budget_stop:
             return not self._budget_stop
         spent = self.ledger.cost()
-        projected = getattr(self.backend, "projected_cost", lambda: 0.0)()
+        projected = self.backend.projected_cost()
         if spent + projected <= budget:
             return True
         self._budget_stop = (f"budget: ${spent:.2f} spent, the next experiment would bring it to ${spent + projected:.2f} "
@@ -532,11 +527,12 @@ class Orchestrator:
         """True when what the live workers already hold, and removing them, would cross the budget:
         the launch-time projection is an estimate a slow machine can beat; this is the hard stop."""
         budget = self.budget()
-        committed = getattr(self.backend, "committed_cost", None)
-        if not budget or committed is None:
+        if not budget:
+            return False
+        held = self.backend.committed_cost(ahead_seconds=STOP_REACTION_SECONDS)
+        if held is None:  # its workers cost nothing while they run
             return False
         spent = self.ledger.cost()
-        held = committed(ahead_seconds=STOP_REACTION_SECONDS)
         if spent + held < budget:
             return False
         self._budget_stop = (f"budget: ${spent:.2f} spent and ${held:.2f} held by running workers "

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import target
+from .backends import backend_kind
 from .errors import RunDirError
 from .ledger import Ledger
 from .plan import Plan, load_plan, save_plan
@@ -59,7 +60,7 @@ def create(task: Task, plan: Plan | None, path: Path, allow_dirty: bool, options
     run_id = path.name
     path = path.resolve()  # commands run in other folders: keep no relative paths inside
     try:
-        if task.repo_is_url() and task.workers.backend == "skypilot":  # cloned on the workers, never here
+        if task.repo_is_url() and backend_kind(task.workers.backend).remote:  # cloned on the workers, never here
             prepared = target.remote(task.repo, path, resolve=not (options or {}).get("dryrun"))
         else:
             prepared = target.prepare(

@@ -29,9 +29,9 @@ from pydantic import (
     model_validator,
 )
 
-from research_agent.backends import BACKEND_NAMES
+from research_agent.backends import BACKEND_NAMES, DEFAULT_BACKEND
 from research_agent.errors import TaskError, UserError
-from research_agent.runtimes import RUNTIME_NAMES
+from research_agent.runtimes import DEFAULT_RUNTIME, RUNTIME_NAMES
 from research_agent.text import squash
 
 URL_PREFIXES = ("http://", "https://", "git@", "ssh://", "file://", "git://")
@@ -250,7 +250,7 @@ class _NamedWithOptions(_Strict):
 
 
 class RuntimeSpec(_NamedWithOptions):
-    name: Literal[RUNTIME_NAMES] = "patch"  # type: ignore[valid-type]
+    name: Literal[RUNTIME_NAMES] = DEFAULT_RUNTIME  # type: ignore[valid-type]
     options: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -264,7 +264,7 @@ class RuntimeSpec(_NamedWithOptions):
 class Workers(_NamedWithOptions):
     _name_key: ClassVar[str] = "backend"
 
-    backend: Literal[BACKEND_NAMES] = "local"  # type: ignore[valid-type]
+    backend: Literal[BACKEND_NAMES] = DEFAULT_BACKEND  # type: ignore[valid-type]
     writable: StrList = Field(default_factory=list)  # paths confined commands may also write (~ expanded), e.g. ~/.cache/ccache
     options: dict[str, Any] = Field(default_factory=dict)
 

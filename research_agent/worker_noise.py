@@ -33,7 +33,7 @@ class WorkerNoise:
                 return None
             self._checked.add(worker)
         return NoiseCheck(self.settings.noise_pairs, self.settings.max_noise,
-                          bool(getattr(self.backend, "replaces_noisy_workers", False)))
+                          self.backend.replaces_noisy_workers)
 
     def rerun(self, worker: str, exp: str, result: JobResult) -> bool:
         """Record the job's noise check; True when the job stopped at it and must run again."""
@@ -46,8 +46,7 @@ class WorkerNoise:
         figure = (f"worker {worker}: paired noise {noise['noise']:.1%} over {noise['pairs']} base-vs-base pairs is above "
                   f"experiments.max_noise {noise['bound']:.1%}")
         stopped = result.decision == "noisy"
-        replace = getattr(self.backend, "replace_worker", None)
-        if stopped and replace is not None and self._replacements.get(worker, 0) < MAX_REPLACEMENTS and replace(worker, figure):
+        if stopped and self._replacements.get(worker, 0) < MAX_REPLACEMENTS and self.backend.replace_worker(worker, figure):
             with self._lock:
                 self._replacements[worker] = self._replacements.get(worker, 0) + 1
                 self._checked.discard(worker)  # the replacement is checked in its turn

@@ -32,3 +32,66 @@ def test_the_cli_help_lists_the_registered_names():
                            text=True, env={"COLUMNS": "200", "PATH": ""})
     assert shown.returncode == 0
     assert " | ".join(RUNTIME_NAMES) in shown.stdout and " | ".join(BACKEND_NAMES) in shown.stdout
+
+
+def test_every_registered_name_is_a_class_of_that_name_under_its_contract():
+    from research_agent.backends.base import Backend
+    from research_agent.runtimes.base import Runtime
+
+    for name, kind in RUNTIMES.items():
+        assert issubclass(kind.load(), Runtime) and kind.load().name == name
+    for name, kind in BACKENDS.items():
+        assert issubclass(kind.load(), Backend) and kind.load().name == name
+
+
+def test_an_unknown_backend_on_the_command_line_is_one_line_naming_the_registered_ones(tmp_path):
+    from .conftest import make_target
+
+    _repo, task, _plan = make_target(tmp_path, {"H1": {"value.txt": "150\n"}})
+    result = subprocess.run([sys.executable, "-m", "research_agent.cli", "optimize", str(task), "--backend", "nosuch",
+                             "--run-dir", "run"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == \
+        f"research-agent: unknown backend 'nosuch' (available: {', '.join(BACKEND_NAMES)})"
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_backend_with_only_the_required_methods_gets_the_defaults_of_the_contract(tmp_path):
+    from research_agent.backends.base import Backend
+
+    class Incomplete(Backend):
+        name = "local"
+
+        def provision(self, n):
+            return []
+
+    with pytest.raises(TypeError):
+        Incomplete()  # baseline, run, teardown missing: refused when made, not when first called
+
+    class Minimal(Incomplete):
+        def baseline(self, commit, job):
+            raise AssertionError
+
+        def run(self, worker, job, runtime, base_commit, branch):
+            raise AssertionError
+
+        def teardown(self):
+            return ["local-1"]
+
+    said = []
+    backend = Minimal(notify=said.append)
+    backend.notify("hello")
+    assert said == ["hello"]
+    assert (backend.projected_cost(), backend.committed_cost(ahead_seconds=2.0), backend.check_budget(1.0)) == (0.0, None, None)
+    assert backend.replaces_noisy_workers is False and backend.replace_worker("local-1", "noisy") is False
+    assert backend.remote is False and backend.down(sweep=True) == ["local-1"] and list(backend.leftovers) == []
+    runtime = backend.make_runtime("patch", {}, 600)
+    assert runtime.name == "patch" and list(runtime.notices) == [] and runtime.preflight() is None
+
+
+def test_the_readme_names_the_registered_runtimes_and_backends():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert f"`--runtime {'|'.join(RUNTIME_NAMES)}`" in readme
+    assert f"`--backend {'|'.join(BACKEND_NAMES)}`" in readme

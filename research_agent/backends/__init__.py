@@ -1,34 +1,62 @@
 """Workers that run experiments, registered in one place: `BACKENDS` is the only list of their names
-(task validation, the CLI's help and `make_backend` read it). SkyPilot is imported only when used."""
+(task validation, the CLI's help, `doctor`, `down` and `make_backend` read it). Each is named by
+"module:Class" strings and imported only when used: SkyPilot only when a run asks for it."""
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import UserError
 
 
-def _local(run, options: dict):
-    from .local import LocalBackend
-
-    return LocalBackend(run.path, run.repo_dir, run.ledger)
-
-
-def _skypilot(run, options: dict):
-    from .skypilot import SkyPilotBackend
-
-    return SkyPilotBackend(run, options)
+def _load(target: str):
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
-# name -> factory(run, options); the order is the order shown to users.
-BACKENDS: dict[str, Callable] = {"local": _local, "skypilot": _skypilot}
+@dataclass(frozen=True)
+class BackendKind:
+    """What the rest of the package needs to know about a backend without importing it."""
+
+    target: str  # "module:Class" of its Backend
+    remote: bool  # the workers are other machines: they clone a URL target themselves; --dryrun shows their launch
+    prepare: str | None = None  # "module:function(task) -> task": check its options, resolve its files, before the run dir is made
+    doctor: str | None = None  # "module:function() -> dict": its row in `research-agent doctor`
+
+    def load(self):
+        return _load(self.target)
+
+    def prepare_task(self, task):
+        return _load(self.prepare)(task) if self.prepare else task
+
+    def doctor_info(self) -> dict | None:
+        return _load(self.doctor)() if self.doctor else None
+
+
+# The order is the order shown to users; the first is the default.
+BACKENDS: dict[str, BackendKind] = {
+    "local": BackendKind("research_agent.backends.local:LocalBackend", remote=False),
+    "skypilot": BackendKind("research_agent.backends.skypilot:SkyPilotBackend", remote=True,
+                            prepare="research_agent.backends.skypilot:prepare_task",
+                            doctor="research_agent.backends.skypilot:doctor_info"),
+}
 BACKEND_NAMES = tuple(BACKENDS)
+DEFAULT_BACKEND = BACKEND_NAMES[0]
+REMOTE_BACKENDS = tuple(name for name, kind in BACKENDS.items() if kind.remote)
 
 
-def make_backend(run, options: dict | None = None):
-    """The backend named by the task (`workers: {backend: ...}`)."""
-    name = run.task.workers.backend
-    factory = BACKENDS.get(name)
-    if factory is None:
+def backend_kind(name: str) -> BackendKind:
+    """The registered backend `name`, or one clear error naming the registered ones."""
+    kind = BACKENDS.get(name)
+    if kind is None:
         raise UserError(f"unknown backend '{name}' (available: {', '.join(BACKEND_NAMES)})")
-    return factory(run, options or {})
+    return kind
+
+
+def make_backend(run, options: dict | None = None, notify: Callable[[str], None] | None = None):
+    """The backend named by the task (`workers: {backend: ...}`); `notify` gets its one-line messages."""
+    from .base import quiet
+
+    return backend_kind(run.task.workers.backend).load().for_run(run, options or {}, notify or quiet)

@@ -9,18 +9,27 @@ from __future__ import annotations
 import shutil
 import threading
 from pathlib import Path
+from typing import Callable
 
 from .. import experiment, git
 from ..experiment import BaselineJob, BaselineResult, Job, JobResult
 from ..ledger import Ledger, WorkerStatus
 from ..runtimes.base import Runtime
+from .base import Backend, quiet
 
 
-class LocalBackend:
+class LocalBackend(Backend):
+    """Keeps every default of the Backend contract: a local slot is this machine, so a noisy one is
+    warned about, not replaced, and it costs nothing beyond what the runtimes report."""
+
     name = "local"
-    replaces_noisy_workers = False  # a local slot is this machine: a noisy one is warned about, not replaced
 
-    def __init__(self, run_dir: Path, repo_dir: Path, ledger: Ledger):
+    @classmethod
+    def for_run(cls, run, options: dict, notify: Callable[[str], None] = quiet) -> LocalBackend:
+        return cls(run.path, run.repo_dir, run.ledger, notify=notify)
+
+    def __init__(self, run_dir: Path, repo_dir: Path, ledger: Ledger, notify: Callable[[str], None] = quiet):
+        super().__init__(notify)
         self.root = run_dir / "worktrees"
         self.repo = Path(repo_dir)  # RUN_DIR/repo.git: every git call on it goes through research_agent.git
         self.ledger = ledger
@@ -47,10 +56,6 @@ class LocalBackend:
                 self.release(cand_dir)
         finally:
             self.release(base_dir)
-
-    def replace_worker(self, worker: str, reason: str) -> bool:
-        """Local workers cannot be replaced: False, and the run warns with the figure instead."""
-        return False
 
     def checkout(self, name: str, commit: str, experiment_id: str | None, branch: str | None = None) -> Path:
         path = self.root / name

@@ -28,20 +28,20 @@ NODE_SETUP = (
 
 def runtime_setup(name: str) -> str:
     """Setup lines that install the runtime's CLI on a worker ('' for runtimes that need none)."""
-    if name == "claude-code":
-        from ..runtimes.claude_code import TESTED
+    import importlib
 
-        return f"{NODE_SETUP}\n{_npm_install('claude', '@anthropic-ai/claude-code', TESTED[1])}"
-    if name == "codex":
-        from ..runtimes.codex import TESTED
+    from ..runtimes import runtime_kind
 
-        return f"{NODE_SETUP}\n{_npm_install('codex', '@openai/codex', TESTED[1])}"
-    return ""
+    kind = runtime_kind(name)
+    if not kind.npm:
+        return ""
+    tested = importlib.import_module(kind.module).TESTED  # (oldest, newest) version the tests drive
+    return f"{NODE_SETUP}\n{_npm_install(kind.npm, tested[1])}"
 
 
-def _npm_install(command: str, package: str, version: str) -> str:
+def _npm_install(package: str, version: str) -> str:
     """Install the CLI at the tested version unless that version is already there (a baked image)."""
-    return f"{command} --version 2>/dev/null | grep -qF {version} || sudo npm install -g -s {package}@{version}"
+    return f"npm ls -g --depth=0 {package}@{version} >/dev/null 2>&1 || sudo npm install -g -s {package}@{version}"
 
 
 def template_dir() -> Path:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Protocol
+from typing import Sequence
 
 
 @dataclass
@@ -36,7 +37,20 @@ def blocked_result(paths: list[str], transcript: Path | None = None, **details) 
                          details={**details, "rejected": True, "blocked": list(paths)})
 
 
-class Runtime(Protocol):
-    name: str
+class Runtime(ABC):
+    """Edits one worktree for one hypothesis. Only `apply` is required; the rest has the defaults of a
+    runtime that needs nothing checked and has nothing to warn about."""
 
+    name: str
+    notices: Sequence[str] = ()  # one-line warnings (version outside the tested range, unsafe mode...), each shown once
+
+    @classmethod
+    def from_spec(cls, options: dict, timeout: float, fence=None) -> Runtime:
+        """The runtime as the task's `runtime:` block describes it (the registry makes runtimes with this)."""
+        return cls(options, timeout=timeout, fence=fence)
+
+    @abstractmethod
     def apply(self, workdir: Path, brief: Brief) -> RuntimeResult: ...
+
+    def preflight(self) -> None:
+        """Raise a UserError when it cannot run here (a missing key or login): before the baseline is spent."""

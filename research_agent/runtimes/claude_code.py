@@ -61,7 +61,7 @@ from pathlib import Path
 from .. import git, proc
 from ..errors import AgentCredentialsError, UserError
 from .agent_common import binary_version, redact, constraints_text, find_binary, outside_worktree, shell_write_targets, version_notice
-from .base import Brief, RuntimeResult
+from .base import Brief, Runtime, RuntimeResult
 
 NAME = "claude-code"
 INSTALL = "npm install -g @anthropic-ai/claude-code"
@@ -318,7 +318,7 @@ def parse_transcript(path: Path | str, workdir: Path | str | None = None) -> Str
 # ---------------------------------------------------------------------------
 
 
-class ClaudeCodeRuntime:
+class ClaudeCodeRuntime(Runtime):
     name = NAME
 
     def __init__(self, options: dict | None = None, timeout: float = 1800, fence=None):

@@ -55,7 +55,7 @@ from pathlib import Path
 from .. import proc
 from ..errors import AgentCredentialsError, UserError
 from .agent_common import binary_version, redact, constraints_text, find_binary, outside_worktree, shell_write_targets, version_notice
-from .base import Brief, RuntimeResult
+from .base import Brief, Runtime, RuntimeResult
 
 NAME = "codex"
 INSTALL = "npm install -g @openai/codex"
@@ -368,7 +368,7 @@ class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class CodexRuntime:
+class CodexRuntime(Runtime):
     name = NAME
 
     def __init__(self, options: dict | None = None, timeout: float = 1800, fence=None):

@@ -7,11 +7,19 @@ import shlex
 from pathlib import Path
 
 from .. import proc
-from .base import Brief, RuntimeResult, blocked_result
+from ..errors import UserError
+from .base import Brief, Runtime, RuntimeResult, blocked_result
 
 
-class CommandRuntime:
+class CommandRuntime(Runtime):
     name = "command"
+
+    @classmethod
+    def from_spec(cls, options: dict, timeout: float, fence=None) -> CommandRuntime:
+        command = options.get("command")
+        if not command:
+            raise UserError("runtime 'command' needs a command: use --runtime-cmd 'agent --message-file {brief}'")
+        return cls(command, timeout=timeout, fence=fence)
 
     def __init__(self, command: str, timeout: float = 1800, fence=None):
         self.command = command

@@ -5,11 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import git, proc
-from .base import Brief, RuntimeResult, blocked_result
+from .base import Brief, Runtime, RuntimeResult, blocked_result
 
 
-class PatchRuntime:
+class PatchRuntime(Runtime):
     name = "patch"
+
+    @classmethod
+    def from_spec(cls, options: dict, timeout: float, fence=None) -> PatchRuntime:
+        return cls(timeout=min(timeout, 120), fence=fence)  # git apply is quick: a hang is a fault
 
     def __init__(self, timeout: float = 120, fence=None):
         self.timeout = timeout

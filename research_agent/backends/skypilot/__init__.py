@@ -9,10 +9,10 @@ doctor), registry. sky_api (one level up) stays the one seam over the SkyPilot S
 from .backend import RemoteRuntime, SkyPilotBackend
 from .execute import TransferError, _why
 from .inputs import _packed
-from .options import NAME, PREFIX, SkyOptions, parse_options, slug, with_resolved_files
+from .options import NAME, PREFIX, SkyOptions, parse_options, prepare_task, slug, with_resolved_files
 from .registry import registered_runs, registry_path
 from .teardown import TeardownIncomplete, _sweep, doctor_info, down_command
 
 __all__ = ["NAME", "PREFIX", "RemoteRuntime", "SkyOptions", "SkyPilotBackend", "TeardownIncomplete", "TransferError",
-           "doctor_info", "down_command", "parse_options", "registered_runs", "registry_path", "slug", "with_resolved_files",
+           "doctor_info", "down_command", "parse_options", "prepare_task", "registered_runs", "registry_path", "slug", "with_resolved_files",
            "_packed", "_sweep", "_why"]

@@ -14,7 +14,9 @@ from typing import Callable
 
 from ... import proc
 from ...experiment import BaselineJob, BaselineResult, Job, JobResult
-from ...runtimes.base import Brief, RuntimeResult
+from ...runtimes import runtime_kind
+from ...runtimes.base import Brief, Runtime, RuntimeResult
+from ..base import Backend, quiet
 from ..sky_api import LaunchError, load_api
 from .costs import CostsMixin
 from .execute import ExecuteMixin, _samples
@@ -23,8 +25,9 @@ from .options import NAME, PREFIX, SkyOptions, parse_options, slug
 from .teardown import TeardownMixin
 
 
-class RemoteRuntime:
-    """The runtime as the orchestrator sees it with this backend: it runs on the worker, not here."""
+class RemoteRuntime(Runtime):
+    """The runtime as the orchestrator sees it with this backend: it runs on the worker, not here
+    (nothing to preflight here either: the worker checks its own key)."""
 
     def __init__(self, name: str, options: dict, timeout: float):
         self.name, self.options, self.timeout = name, dict(options or {}), timeout
@@ -35,10 +38,10 @@ class RemoteRuntime:
 
 
 
-class SkyPilotBackend(ExecuteMixin, InputsMixin, CostsMixin, TeardownMixin):
+class SkyPilotBackend(ExecuteMixin, InputsMixin, CostsMixin, TeardownMixin, Backend):
     name = NAME
 
-    def __new__(cls, run, options: dict | None = None):
+    def __new__(cls, run, options: dict | None = None, notify: Callable[[str], None] = quiet):
         if cls is SkyPilotBackend:  # the task's mode picks the implementation
             merged = {**run.task.workers.options, **{k: v for k, v in (options or {}).items() if k in SkyOptions.model_fields}}
             if parse_options(merged).mode == "clusters":
@@ -52,12 +55,12 @@ class SkyPilotBackend(ExecuteMixin, InputsMixin, CostsMixin, TeardownMixin):
         """`ra-<slug>-`: every SkyPilot name of this run starts with it."""
         return f"{PREFIX}{self.slug}-"
 
-    def __init__(self, run, options: dict | None = None):
+    def __init__(self, run, options: dict | None = None, notify: Callable[[str], None] = quiet):
+        super().__init__(notify)
         options = dict(options or {})
         self.rundir, self.task, self.ledger = run, run.task, run.ledger
         self.opts = parse_options({**self.task.workers.options, **{k: v for k, v in options.items() if k in SkyOptions.model_fields}})
         self.api = options.get("api") or load_api()
-        self.notify: Callable[[str], None] = lambda _line: None
         self.slug = slug(run.run_id)
         self.sky_dir = run.path / "sky"
         self.resources = self.opts.resources_dict()
@@ -67,7 +70,9 @@ class SkyPilotBackend(ExecuteMixin, InputsMixin, CostsMixin, TeardownMixin):
         self._clusters: dict[str, Cluster] = {}
         self._running: dict[str, tuple[float, float]] = {}  # job name -> (start, USD/h)
         self._stopping = threading.Event()
-        self._reconciled = False
+        self._reconciled = False  # the first teardown() re-attaches a killed run's workers; down() skips it
+        self._pool_since: float | None = None  # when this process saw the pool up (managed pool mode)
+        self._cluster_yaml: Path | None = None  # written once per process (clusters mode)
         self._price: float | None = None
         self._price_known = False
         self._pool_ready = False
@@ -107,7 +112,7 @@ class SkyPilotBackend(ExecuteMixin, InputsMixin, CostsMixin, TeardownMixin):
 
     def make_runtime(self, name: str, options: dict, timeout: float, fence=None) -> RemoteRuntime:  # the worker fences itself
         runtime = RemoteRuntime(name, options, timeout)
-        if name in ("claude-code", "codex"):
+        if runtime_kind(name).npm:
             runtime.notices.append(f"{name} runs on the workers (installed there by the task's setup)")
         return runtime
 
@@ -147,7 +152,7 @@ class SkyPilotBackend(ExecuteMixin, InputsMixin, CostsMixin, TeardownMixin):
 
     def run(self, worker: str, job: Job, runtime, base_commit: str, branch: str) -> JobResult:
         self._prepare()
-        rt_name = getattr(runtime, "name", self.task.runtime.name)
+        rt_name = runtime.name
         spec = self._spec(job.exp_id, base_commit, {
             "exp_id": job.exp_id, "title": job.title, "message": f"{job.exp_id}: {job.title}", "branch": branch,
             "commands": dataclasses.asdict(job.commands), "protected": list(job.protected), "seed": job.seed,
@@ -198,7 +203,7 @@ class SkyPilotBackend(ExecuteMixin, InputsMixin, CostsMixin, TeardownMixin):
         hypotheses = []
         if self.rundir.plan is not None:
             hypotheses = [h for h in self.rundir.plan.hypotheses if h.status in ("pending", "running")]
-            if self.task.runtime.name == "patch":
+            if not runtime_kind(self.task.runtime.name).agent:  # the patch runtime tries only hypotheses with a diff
                 hypotheses = [h for h in hypotheses if h.has_patch]
         from ...brief import write_brief
         from ...orchestrator import exp_id

@@ -141,7 +141,7 @@ class ClustersBackend(SkyPilotBackend):
         with self._lock:
             if self._stopping.is_set():
                 return
-            if not getattr(self, "_cluster_yaml", None):
+            if not self._cluster_yaml:
                 self._cluster_yaml = self._write_cluster_yaml()  # this process's settings, even over a dry run's file
             slots = {c.slot for c in self._clusters.values() if c.state != "dead"}
             for slot in range(1, count + 1):

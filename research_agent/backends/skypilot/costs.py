@@ -80,7 +80,7 @@ class CostsMixin:
             since = cluster.requested if cluster else worker.created
             usd = (cluster.price if cluster and cluster.price else price) * (now - since) / 3600 - charged
         elif worker.kind == "pool":
-            since = getattr(self, "_pool_since", worker.created)
+            since = worker.created if self._pool_since is None else self._pool_since
             usd = price * int(worker.meta.get("workers") or self.count) * (now - since) / 3600 - self.ledger_cost_pool()
         else:
             return

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ... import git
 from ...errors import TaskError, UserError
+from ...runtimes import runtime_kind
 from .. import sky_tasks
 from ..sky_api import CloudError
 from .options import PREFIX
@@ -96,10 +97,7 @@ class InputsMixin:
     def secret_names(self) -> list[str]:
         names = list(self.opts.secrets)
         runtime = self.task.runtime
-        if runtime.name == "claude-code":
-            names += ["ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"]
-        elif runtime.name == "codex":
-            names += [runtime.options.get("env_key") or "OPENAI_API_KEY"]
+        names += runtime_kind(runtime.name).secret_names(runtime.options)
         return list(dict.fromkeys(names))
 
     def _context(self, name: str) -> dict:

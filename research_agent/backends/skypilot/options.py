@@ -94,6 +94,13 @@ def parse_options(raw: dict) -> SkyOptions:
         raise TaskError(f"workers.{where}: {first['msg']}") from None
 
 
+def prepare_task(task):
+    """The task as a run of this backend needs it, checked before the run directory is made: a bad
+    option is one line now, not after the baseline; workers.files resolved."""
+    parse_options(task.workers.options)
+    return with_resolved_files(task)
+
+
 def with_resolved_files(task):
     """The task with workers.files made absolute (relative to the task file) and checked to exist."""
     files = task.workers.options.get("files") or []

@@ -29,6 +29,11 @@ class TeardownMixin:
             return self._reconcile()
         return self.down_all()
 
+    def down(self, sweep: bool = False) -> list[str]:
+        """`research-agent down`: nothing is re-attached, everything goes (see down_all)."""
+        self._reconciled = True
+        return self.down_all(sweep=sweep)
+
     def _reconcile(self) -> list[str]:
         """A resumed run: adopt what still runs, mark what vanished as down. Returns the names marked down."""
         live = self.ledger.workers(live_only=True, backend=NAME)
@@ -315,7 +320,7 @@ def down_command(run_dir: Path | None, everything: bool) -> list[str]:
     SkyPilot), and with `everything` every run this tool registered plus anything named `ra-…`."""
     from ...commands import shown
     from ...rundir import open_run
-    from .backend import SkyPilotBackend
+    from .. import make_backend
 
     lines: list[str] = []
     leftovers: list[tuple[str, str]] = []
@@ -328,16 +333,11 @@ def down_command(run_dir: Path | None, everything: bool) -> list[str]:
         if not explicit and not (path / "ledger.sqlite").is_file():
             continue
         run = open_run(path)  # a clear RunDirError for a path that is not a run directory
-        if run.task.workers.backend == NAME:
-            backend = SkyPilotBackend(run, {"api": api} if api else {})
-            api = backend.api
-            backend._reconciled = True
-            removed = backend.down_all(sweep=True)
-            leftovers += backend.leftovers
-        else:
-            from ..local import LocalBackend
-
-            removed = LocalBackend(run.path, run.repo_dir, run.ledger).teardown()
+        backend = make_backend(run, {"api": api} if api else {})
+        if backend.name == NAME:
+            api = backend.api  # one SkyPilot client for every run
+        removed = backend.down(sweep=True)
+        leftovers += backend.leftovers
         if removed:
             run.ledger.event("down", f"research-agent down removed {len(removed)} worker(s)", workers=removed)
             lines.append(f"{shown(run.path)}: removed {', '.join(removed)}")

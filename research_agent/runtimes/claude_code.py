@@ -29,7 +29,7 @@ Options (the task spec's `runtime:` block, all optional):
 - `bash_timeout`: seconds one Bash command may run (default 600, never more than the runtime
   timeout) — the "bounded" Bash for builds and tests.
 - `prices`: USD per 1M tokens `{input, output, cache_write, cache_read}` for the run's model, or a
-  mapping of model id to such prices; merged over `PRICES`.
+  mapping of model id to such prices; merged over research_agent/prices.py (missing cache prices follow Anthropic's tiers).
 - `unsafe`: true → `--dangerously-skip-permissions` instead of `--permission-mode acceptEdits`
   (only for disposable VMs; the CLI itself refuses it as root unless IS_SANDBOX=1 is set).
 - `extra_args`: more CLI arguments (a list, or one shell-quoted string).

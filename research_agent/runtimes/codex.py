@@ -14,7 +14,7 @@ Options (the task spec's `runtime:` block, all optional):
 - `max_retries`: Codex's own HTTP/stream retries for a custom provider (default 2).
 - `max_usd`: per-experiment spending cap in USD (default 2.0).
 - `prices`: USD per 1M tokens, `{input, cached_input, output}` (or a 3-list) for the run's model,
-  or a mapping of model id to such prices; merged over `PRICES` below.
+  or a mapping of model id to such prices; merged over research_agent/prices.py.
 - `unsafe`: true → `--dangerously-bypass-approvals-and-sandbox` instead of the workspace-write
   sandbox (only for hosts that are sandboxed some other way).
 - `extra_args`: more `codex exec` arguments, inserted before the prompt.

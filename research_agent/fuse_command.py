@@ -36,7 +36,7 @@ def load_prices(path: Path | None) -> dict | None:
         data = yaml.safe_load(text)  # JSON is YAML too
     except yaml.YAMLError as error:
         raise UserError(f"{path}: not YAML or JSON: {' '.join(str(error).split())}") from None
-    from .llm.prices import parse_prices
+    from .prices import parse_prices
 
     parse_prices(data, where=str(path))  # validate now, with the file's name in the message
     return data

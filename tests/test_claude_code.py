@@ -19,7 +19,8 @@ import pytest
 
 from research_agent.errors import UserError
 from research_agent.runtimes import make_runtime
-from research_agent.runtimes.agent_common import outside_worktree, shell_write_targets, version_notice
+from research_agent.runtimes.agent_cli import version_notice
+from research_agent.runtimes.writes import outside_worktree, write_targets
 from research_agent.runtimes.base import Brief
 from research_agent.runtimes.claude_code import (
     DEFAULT_PRICE,
@@ -354,11 +355,14 @@ def test_prices_known_models_and_a_conservative_default():
 
 
 def test_shell_write_targets_and_outside_paths(tmp_path):
-    assert shell_write_targets("make 2>&1 | tee /tmp/build.log") == ["/tmp/build.log"]
-    assert shell_write_targets("echo hi > /etc/motd; cat value.txt") == ["/etc/motd"]
-    assert shell_write_targets("cp a.txt ~/b.txt && sed -i s/a/b/ /opt/x.conf") == ["~/b.txt", "/opt/x.conf"]
-    assert shell_write_targets("python3 bench.py > out.txt 2>/dev/null") == ["/dev/null"]
-    assert shell_write_targets("cat /etc/hosts") == []
+    # Claude Code's look: only the targets written as absolute or ~ paths (Bash runs in the worktree).
+    assert write_targets("make 2>&1 | tee /tmp/build.log", relative=False) == ["/tmp/build.log"]
+    assert write_targets("echo hi > /etc/motd; cat value.txt", relative=False) == ["/etc/motd"]
+    assert write_targets("cp a.txt ~/b.txt && sed -i s/a/b/ /opt/x.conf", relative=False) == ["~/b.txt", "/opt/x.conf"]
+    assert write_targets("python3 bench.py > out.txt 2>/dev/null", relative=False) == ["/dev/null"]
+    assert write_targets("python3 bench.py > out.txt 2>/dev/null") == ["out.txt", "/dev/null"]
+    assert write_targets("cat /etc/hosts") == []
+    assert write_targets("echo 'unbalanced > /etc/motd") == ["/etc/motd"]  # no shell quoting to trust: still seen
     wt = tmp_path / "wt"
     wt.mkdir()
     assert not outside_worktree("src/a.c", wt) and not outside_worktree(str(wt / "a"), wt)

@@ -18,8 +18,10 @@ import pytest
 
 from research_agent.errors import UserError
 from research_agent.runtimes.base import Brief
-from research_agent.runtimes.codex import (INSTALL, PRICES, TESTED, UNKNOWN_PRICE, CodexRuntime, Fence, Price, Usage,
-                                           doctor_info, parse_transcript, patch_paths, unwrap_shell)
+from research_agent.prices import BUILTIN, Price
+from research_agent.runtimes.codex import (INSTALL, TESTED, UNKNOWN_PRICE, CodexRuntime, Usage, doctor_info, parse_transcript,
+                                           patch_paths, unwrap_shell)
+from research_agent.runtimes.writes import WriteCheck
 
 from .agent_clis import agent_binary
 from .conftest import git, make_repo, make_target
@@ -119,7 +121,7 @@ def test_scripted_edit_lands_and_usage_is_parsed(codex_bin, isolated, tmp_path):
     assert json.loads(lines[-1])["type"] == "turn.completed"
     usage = Usage(3 * 1200, 3 * 200, 3 * 80)
     assert result.turns == 1 and result.tokens == usage.total == 3840
-    assert result.cost_usd == pytest.approx(Price(**TEST_PRICE).cost(usage)) and result.cost_usd > 0
+    assert result.cost_usd == pytest.approx(usage.cost(Price(**TEST_PRICE))) and result.cost_usd > 0
     assert result.details["usage"] == {"input": 3600, "cached_input": 600, "output": 240}
     assert result.details["cost_known"] is True and result.details["unparsed_lines"] == 0
     assert [c["path"] for c in result.details["file_changes"]] == [str(wt / "value.txt")]
@@ -140,7 +142,7 @@ def test_unknown_model_price_is_an_estimate_with_a_notice(codex_bin, isolated, t
         result = rt.apply(wt, b)
     assert result.ok, result.reason
     assert result.details["cost_known"] is False and result.details["model"] == MODEL
-    assert result.cost_usd == pytest.approx(UNKNOWN_PRICE.cost(Usage(1200, 200, 80)))
+    assert result.cost_usd == pytest.approx(Usage(1200, 200, 80).cost(UNKNOWN_PRICE))
     assert any(f"no price known for model '{MODEL}'" in notice for notice in rt.notices)
 
 
@@ -251,7 +253,7 @@ def test_parser_on_the_recorded_transcript_counts_garbage():
 def test_fence_sees_absolute_relative_and_escaping_writes(tmp_path):
     wt = tmp_path / "wt"
     wt.mkdir()
-    fence = Fence(wt, [tmp_path / "scratch"])
+    fence = WriteCheck(wt, [tmp_path / "scratch"])
     assert fence.command("echo 150 > value.txt 2>/dev/null") is None
     assert fence.command(f"echo x > {wt}/a.txt; cp a b") is None
     assert fence.command(f"echo x > {tmp_path}/scratch/t.txt") is None
@@ -278,7 +280,7 @@ def test_command_line_and_options(codex_bin, isolated, tmp_path):
     provider = next(arg for arg in cmd if arg.startswith("model_providers."))
     assert 'base_url="http://127.0.0.1:9/v1"' in provider and 'env_key="MY_KEY"' in provider and "request_max_retries=0" in provider
     assert "--dangerously-bypass-approvals-and-sandbox" not in cmd
-    assert rt.price_for("gpt-5") == (PRICES["gpt-5"], True) and not rt.notices
+    assert rt.price_for("gpt-5") == (BUILTIN["gpt-5"], True) and not rt.notices
 
     unsafe = CodexRuntime({"binary": str(codex_bin), "unsafe": True}, timeout=5)
     cmd = unsafe.command(tmp_path)
@@ -290,7 +292,7 @@ def test_command_line_and_options(codex_bin, isolated, tmp_path):
     assert unknown.price_for("some-new-model") == (UNKNOWN_PRICE, False)
     assert any("no price known for model 'some-new-model'" in notice for notice in unknown.notices)
     per_model = CodexRuntime({"binary": str(codex_bin), "model": "m", "prices": {"m": [1, 0.5, 2]}}, timeout=5)
-    assert per_model.price_for("m") == (Price(1, 0.5, 2), True)
+    assert per_model.price_for("m") == (Price(input=1, output=2, cached_input=0.5), True)
     with pytest.raises(UserError):
         CodexRuntime({"binary": str(codex_bin), "prices": {"input": "cheap", "output": 1}}, timeout=5)
 
@@ -353,7 +355,7 @@ def test_optimize_with_codex_keeps_the_scripted_edit(codex_bin, isolated, tmp_pa
     exp_dir = tmp_path / "run" / "experiments" / "r1-H1"
     assert "+150" in (exp_dir / "patch.diff").read_text()
     assert json.loads((exp_dir / "transcript.jsonl").read_text().splitlines()[-1])["type"] == "turn.completed"
-    assert status["total_cost_usd"] == pytest.approx(Price(**TEST_PRICE).cost(Usage(3600, 600, 240)))
+    assert status["total_cost_usd"] == pytest.approx(Usage(3600, 600, 240).cost(Price(**TEST_PRICE)))
     assert git(repo, "status", "--porcelain") == ""  # the user's repository is untouched
 
 
@@ -397,3 +399,19 @@ def test_no_key_stops_before_the_baseline_with_exit_10(codex_bin, isolated, tmp_
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("research-agent: codex: no API key: set OPENAI_API_KEY")
     assert not (tmp_path / "run" / "experiments" / "baseline" / "baseline.log").exists()
+
+
+def test_a_failing_watcher_stops_the_run_visibly_instead_of_dropping_the_cap(codex_bin, isolated, tmp_path):
+    """A command the checks cannot read (a NUL byte: `realpath` raises) used to make the session-file
+    watcher swallow the error and go on without its cost cap and write check. Now the run stops,
+    its reason and a notice say why, and the experiment is never kept."""
+    wt, b = worktree(tmp_path), brief(tmp_path)
+    script = [ToolCall("exec_command", {"cmd": "echo x > a\u0000b"}), Message("done")]
+    with ResponsesServer(script) as server:
+        rt = runtime(codex_bin, server)
+        result = rt.apply(wt, b)
+    assert not result.ok and result.reason.startswith("codex: the cost and write watcher failed"), result.reason
+    assert "embedded null byte" in result.reason and "\n" not in result.reason
+    assert result.details["watcher_failed"] is True
+    assert any("watcher failed" in notice for notice in rt.notices)
+    assert wait_gone(str(wt), str(b.exp_dir)) == []

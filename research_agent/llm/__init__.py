@@ -1,4 +1,4 @@
-"""LLM access: an OpenAI-compatible client with usage and cost (`client`), prices (`prices`), and
+"""LLM access: an OpenAI-compatible client with usage and cost (`client`; prices in `research_agent.prices`) and
 multi-model fusion (`fusion`). Importing this package does not import `openai` (that happens on the
 first call), so the CLI stays fast."""
 

@@ -10,7 +10,7 @@ endpoint, vLLM, Ollama, LM Studio — anything that speaks `POST /chat/completio
   one). The key is only ever handed to the SDK: it is never logged, never put into an error
   message (provider messages are scrubbed of it) and never written to the ledger.
 - **Cost**: OpenRouter's `usage.cost` when present (plus the upstream cost for BYOK keys), else
-  tokens x the price table (`prices.py`, extendable by the user), else unknown (`None`) — never $0.
+  tokens x the price table (`research_agent/prices.py`, extendable by the user), else unknown (`None`) — never $0.
 - **Failures**: 429 / 500 / 502 / 503 / 504 (`retry.HTTP_RETRY_STATUSES`) and connection errors are
   retried by `retry.py` with exponential backoff and jitter, honouring `Retry-After` (a wait longer
   than `max_retry_wait` is not attempted); another status is an `LLMError` at once; 402 (out of credits, key
@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 from ..errors import UserError
 from ..retry import HTTP_RETRY_STATUSES, Transient, aretrying, retry_after, retrying
-from .prices import PriceTable
+from ..prices import PriceTable
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 BASE_URL_VAR = "RESEARCH_AGENT_BASE_URL"

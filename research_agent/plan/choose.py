@@ -116,7 +116,7 @@ def planner_spec(planner: dict | None, where: str = "planner", error: type[UserE
             raise error(f"{where}.base_url: must be an http(s) URL, got {base_url!r}")
         spec.base_url = base_url
     if planner.get("prices") is not None:
-        from ..llm.prices import parse_prices
+        from ..prices import parse_prices
 
         try:
             parse_prices(planner["prices"], f"{where}.prices")

@@ -29,7 +29,7 @@ Options (the task spec's `runtime:` block, all optional):
 - `bash_timeout`: seconds one Bash command may run (default 600, never more than the runtime
   timeout) — the "bounded" Bash for builds and tests.
 - `prices`: USD per 1M tokens `{input, output, cache_write, cache_read}` for the run's model, or a
-  mapping of model id to such prices; merged over `PRICES`.
+  mapping of model id to such prices; merged over research_agent/prices.py (missing cache prices follow Anthropic's tiers).
 - `unsafe`: true → `--dangerously-skip-permissions` instead of `--permission-mode acceptEdits`
   (only for disposable VMs; the CLI itself refuses it as root unless IS_SANDBOX=1 is set).
 - `extra_args`: more CLI arguments (a list, or one shell-quoted string).
@@ -53,25 +53,27 @@ import math
 import os
 import platform
 import re
-import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
+
+from pydantic import field_validator
 
 from .. import git, proc
-from ..errors import AgentCredentialsError, UserError
-from .agent_common import binary_version, redact, constraints_text, find_binary, outside_worktree, shell_write_targets, version_notice
-from .base import Brief, Runtime, RuntimeResult
+from ..errors import AgentCredentialsError
+from ..prices import Price, PriceTable, anthropic
+from ..text import last_line, one_line
+from .agent_cli import AgentCLIRuntime, AgentOptions, constraints_text, find_binary, redact
+from .base import Brief, RuntimeResult
+from .writes import WriteCheck, write_targets
 
 NAME = "claude-code"
 INSTALL = "npm install -g @anthropic-ai/claude-code"
 TESTED = ("2.1.328", "2.1.332")  # 2.1.332 driven by the tests; 2.1.328 recorded in tests/fixtures/claude_code
 DEFAULT_MAX_TURNS = 30
-DEFAULT_MAX_USD = 2.0
 DEFAULT_TOOLS = ("Read", "Edit", "Write", "Glob", "Grep", "Bash")
 DEFAULT_BASH_TIMEOUT_S = 600
-OPTIONS = {"binary", "model", "max_turns", "max_usd", "allowed_tools", "bash_timeout", "prices", "unsafe", "extra_args",
-           "setting_sources", "mcp_config"}
 SETTING_SOURCES = ("user", "project", "local")
 # Enough to run: an API key, or a token of a Claude login passed in the environment.
 KEY_VARIABLES = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
@@ -92,73 +94,18 @@ FILE_TOOLS = {"Write": "file_path", "Edit": "file_path", "MultiEdit": "file_path
 AUTH_STATUSES = {401: "authentication failed (401)", 403: "API access denied (403)"}
 
 
-@dataclass(frozen=True)
-class Price:
-    """USD per 1M tokens: fresh input, output, cache writes (5-minute) and cache reads."""
-
-    input: float
-    output: float
-    cache_write: float
-    cache_read: float
-
-    def cost(self, usage: dict, extra_output: int = 0) -> float:
-        tokens = {key: _int(usage.get(key)) for key in ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")}
-        return (tokens["input_tokens"] * self.input + (tokens["output_tokens"] + extra_output) * self.output
-                + tokens["cache_creation_input_tokens"] * self.cache_write + tokens["cache_read_input_tokens"] * self.cache_read) / 1_000_000
+# Claude Code's prices are the Anthropic entries of research_agent.prices (its own catalog's list
+# prices, so the running estimate matches the `total_cost_usd` the CLI reports). A model not listed is
+# priced at DEFAULT_PRICE, the most expensive standard tier, so an unknown model can only make the cap
+# trip early, never late.
+DEFAULT_PRICE = anthropic(15, 75)
+_TABLE = PriceTable()
 
 
-def _tier(input: float, output: float, cache_read: float | None = None) -> Price:
-    return Price(input, output, input * 1.25, input / 10 if cache_read is None else cache_read)
-
-
-# The list prices in Claude Code 2.1.332's own model catalog (so the running estimate matches the
-# `total_cost_usd` the CLI reports). Model ids are matched after dropping a date suffix
-# (`-20250929`) and a context tag (`[1m]`). For haiku-5-5 the long-prompt price is used (an upper
-# bound). A model not listed is priced at DEFAULT_PRICE, the most expensive standard tier, so an
-# unknown model can only make the cap trip early, never late.
-PRICES: dict[str, Price] = {
-    "claude-3-haiku": _tier(0.25, 1.25, 0.03),
-    "claude-3-5-haiku": _tier(0.8, 4),
-    "claude-haiku-4-5": _tier(1, 5),
-    "claude-haiku-5-5": _tier(0.5, 2.5, 0.05),
-    "claude-3-5-sonnet": _tier(3, 15),
-    "claude-3-7-sonnet": _tier(3, 15),
-    "claude-sonnet-4": _tier(3, 15),
-    "claude-sonnet-4-0": _tier(3, 15),
-    "claude-sonnet-4-5": _tier(3, 15),
-    "claude-sonnet-4-6": _tier(3, 15),
-    "claude-sonnet-5": _tier(2, 10),
-    "claude-sonnet-5-5": _tier(2, 10, 0.1),
-    "claude-3-opus": _tier(15, 75),
-    "claude-opus-4": _tier(15, 75),
-    "claude-opus-4-0": _tier(15, 75),
-    "claude-opus-4-1": _tier(15, 75),
-    "claude-opus-4-5": _tier(5, 25),
-    "claude-opus-4-6": _tier(5, 25),
-    "claude-opus-4-7": _tier(5, 25),
-    "claude-opus-4-8": _tier(5, 25),
-    "claude-opus-5": _tier(5, 25),
-    "claude-opus-5-5": _tier(4, 20, 0.2),
-    "claude-fable-5": _tier(10, 50, 1),
-    "claude-fable-5-1": _tier(10, 50, 0.25),
-    "claude-fable-5-2": _tier(8, 40, 0.2),
-    "claude-mythos-5": _tier(10, 50, 1),
-    "claude-mythos-5-1": _tier(10, 50, 0.25),
-    "claude-mythos-5-2": _tier(8, 40, 0.2),
-}
-DEFAULT_PRICE = _tier(15, 75)
-
-
-def price_for(model: str | None, overrides: dict[str, Price] | None = None) -> tuple[Price, bool]:
+def price_for(model: str | None, table: PriceTable | None = None) -> tuple[Price, bool]:
     """(price, known) for a model id as the API reports it."""
-    table = {**PRICES, **(overrides or {})}
-    if not model:
-        return DEFAULT_PRICE, False
-    key = re.sub(r"\[.*?\]$", "", model.strip().lower())
-    for candidate in (key, re.sub(r"-\d{8}$", "", key), re.sub(r"-(v\d+(:\d+)?|latest)$", "", re.sub(r"-\d{8}$", "", key))):
-        if candidate in table:
-            return table[candidate], True
-    return DEFAULT_PRICE, False
+    found = (table or _TABLE).lookup(model) if model else None
+    return (found, True) if found is not None else (DEFAULT_PRICE, False)
 
 
 # ---------------------------------------------------------------------------
@@ -172,7 +119,7 @@ class StreamState:
 
     workdir: Path | None = None
     allowed_outside: tuple[Path, ...] = ()  # e.g. the agent's scratch TMPDIR
-    prices: dict[str, Price] = field(default_factory=dict)
+    pricing: Callable[[str | None], tuple[Price, bool]] = price_for  # model -> (price, known)
     lines: int = 0
     unparsed: int = 0
     init: dict | None = None
@@ -248,28 +195,32 @@ class StreamState:
             return
         self._counted[key] = self._user_events
         self.messages += 1
-        price, known = price_for(model, self.prices)
+        price, known = self.pricing(model)
         if model and not known and not str(model).startswith("<"):
             self.unknown_models.add(str(model))
         # The streamed usage is the one of `message_start`: its output count is not final yet, so
         # estimate the output from the content's size (about 3 characters a token, on the high side).
         written = math.ceil(len(json.dumps(content)) / 3) if content else 0
         extra = max(0, written - _int(usage.get("output_tokens")))
-        self.estimated_usd += price.cost(usage, extra)
-        self.tokens += sum(_int(usage.get(k)) for k in ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")) + extra
+        read, made = _int(usage.get("cache_read_input_tokens")), _int(usage.get("cache_creation_input_tokens"))
+        prompt = _int(usage.get("input_tokens")) + read + made  # Anthropic counts cache tokens apart
+        self.estimated_usd += price.cost(prompt, _int(usage.get("output_tokens")) + extra, read, made)
+        self.tokens += prompt + _int(usage.get("output_tokens")) + extra
 
     def _check_tool(self, name, tool_input) -> None:
         if self.workdir is None or not isinstance(tool_input, dict):
             return
-        paths: list[str] = []
+        # Relative Bash targets are left to the fence and the commit's checks (Bash runs in the worktree).
+        check = WriteCheck(self.workdir, list(self.allowed_outside), relative=False)
         if name in FILE_TOOLS and isinstance(tool_input.get(FILE_TOOLS[name]), str):
-            paths.append(tool_input[FILE_TOOLS[name]])
+            found = [check.absolute(path) for path in [tool_input[FILE_TOOLS[name]]] if check.outside(path)]
         elif name == "Bash" and isinstance(tool_input.get("command"), str):
-            paths += shell_write_targets(tool_input["command"])
-        for path in paths:
-            if outside_worktree(path, self.workdir) and not any(not outside_worktree(path, ok) for ok in self.allowed_outside):
-                if path not in self.outside:
-                    self.outside.append(path)
+            found = [check.absolute(path) for path in write_targets(tool_input["command"], relative=False) if check.outside(path)]
+        else:
+            found = []
+        for path in found:
+            if path not in self.outside:
+                self.outside.append(path)
 
     # -- the totals ------------------------------------------------------------------------
 
@@ -318,52 +269,78 @@ def parse_transcript(path: Path | str, workdir: Path | str | None = None) -> Str
 # ---------------------------------------------------------------------------
 
 
-class ClaudeCodeRuntime(Runtime):
+class ClaudeCodeOptions(AgentOptions):
+    """Claude Code's own options beside the shared ones (the module docstring says what each does)."""
+
+    max_turns: int = DEFAULT_MAX_TURNS
+    allowed_tools: list[str] = list(DEFAULT_TOOLS)
+    bash_timeout: float = DEFAULT_BASH_TIMEOUT_S
+    setting_sources: list[str] = []
+    mcp_config: str | None = None
+
+    @field_validator("max_turns", mode="before")
+    @classmethod
+    def _positive_integer(cls, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or int(value) != value:
+            raise ValueError("must be a positive integer")
+        return int(value)
+
+    @field_validator("bash_timeout", mode="before")
+    @classmethod
+    def _positive_seconds(cls, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ValueError("must be a positive number")
+        return value
+
+    @field_validator("allowed_tools", mode="before")
+    @classmethod
+    def _tools(cls, value):
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",")]
+        if not isinstance(value, list) or not value or not all(isinstance(t, str) and t.strip() for t in value):
+            raise ValueError("must be a non-empty list of tool names")
+        return [t.strip() for t in value]
+
+    @field_validator("setting_sources", mode="before")
+    @classmethod
+    def _sources(cls, value):
+        value = value or []
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list) or set(value) - set(SETTING_SOURCES):
+            raise ValueError(f"must list some of: {', '.join(SETTING_SOURCES)}")
+        return value
+
+
+class ClaudeCodeRuntime(AgentCLIRuntime):
     name = NAME
+    BINARY = "claude"
+    INSTALL = INSTALL
+    TESTED = TESTED
+    KEY_VARIABLES = KEY_VARIABLES
+    KEY_HINT = "ANTHROPIC_API_KEY is not set"
+    DEFAULT_PRICE = DEFAULT_PRICE
+    Options = ClaudeCodeOptions
 
     def __init__(self, options: dict | None = None, timeout: float = 1800, fence=None):
-        self.options = dict(options or {})
-        self.timeout = timeout
-        self.fence = fence  # research_agent.fence.Fence, or None (sandbox: off)
-        self.notices: list[str] = []  # one-line warnings for the orchestrator to print
-        unknown = sorted(set(self.options) - OPTIONS)
-        if unknown:
-            raise UserError(f"unknown claude-code runtime option(s): {', '.join(unknown)} (known: {', '.join(sorted(OPTIONS))})")
-        self.binary = resolve_binary(self.options.get("binary"))
-        self.version = binary_version(self.binary)
-        notice = version_notice("claude", self.version, TESTED)
-        if notice:
-            self.notices.append(notice)
-        self.model = _opt_str(self.options, "model")
-        self.max_turns = _opt_number(self.options, "max_turns", DEFAULT_MAX_TURNS, integer=True)
-        self.max_usd = _opt_number(self.options, "max_usd", DEFAULT_MAX_USD)
-        self.bash_timeout = min(_opt_number(self.options, "bash_timeout", DEFAULT_BASH_TIMEOUT_S), max(1.0, float(timeout)))
-        tools = self.options.get("allowed_tools", list(DEFAULT_TOOLS))
-        if isinstance(tools, str):
-            tools = [part.strip() for part in tools.split(",")]
-        if not isinstance(tools, list) or not tools or not all(isinstance(t, str) and t.strip() for t in tools):
-            raise UserError("claude-code option allowed_tools must be a non-empty list of tool names")
-        self.allowed_tools = [t.strip() for t in tools]
-        self.prices = _opt_prices(self.options.get("prices"), self.model)
-        self.unsafe = bool(self.options.get("unsafe", False))
+        super().__init__(options, timeout, fence)
+        settings: ClaudeCodeOptions = self.settings  # type: ignore[assignment]
+        self.max_turns = settings.max_turns
+        self.bash_timeout = min(float(settings.bash_timeout), max(1.0, float(timeout)))
+        self.allowed_tools = list(settings.allowed_tools)
         if self.unsafe:
-            self.notices.append("warning: claude runs with --dangerously-skip-permissions (unsafe: true): use only on a disposable VM")
-        extra = self.options.get("extra_args") or []
-        if isinstance(extra, str):
-            extra = shlex.split(extra)
-        if not isinstance(extra, list):
-            raise UserError("claude-code option extra_args must be a list of arguments")
-        self.extra_args = [str(arg) for arg in extra]
-        if self.model and not price_for(self.model, self.prices)[1]:
-            self.notices.append(_price_note(self.model))
-        sources = self.options.get("setting_sources") or []
-        if isinstance(sources, str):
-            sources = [part.strip() for part in sources.split(",") if part.strip()]
-        if not isinstance(sources, list) or set(sources) - set(SETTING_SOURCES):
-            raise UserError(f"claude-code option setting_sources must list some of: {', '.join(SETTING_SOURCES)}")
-        self.setting_sources = list(sources)
-        mcp = self.options.get("mcp_config")
-        self.mcp_config = str(Path(os.path.expanduser(str(mcp))).absolute()) if mcp else None
+            self.notice("warning: claude runs with --dangerously-skip-permissions (unsafe: true): use only on a disposable VM")
+        self.setting_sources = list(settings.setting_sources)
+        self.mcp_config = str(Path(os.path.expanduser(settings.mcp_config)).absolute()) if settings.mcp_config else None
+
+    @classmethod
+    def find(cls, configured: str | None) -> Path:
+        return resolve_binary(configured)
+
+    @classmethod
+    def price_defaults(cls, input: float, output: float, given: dict) -> dict:
+        tier = anthropic(input, output)
+        return {"cached_input": tier.cached_input, "cache_write": tier.cache_write}
 
     def preflight(self) -> None:
         """Before the baseline: no key and no login token → one line, nothing spent (exit 10)."""
@@ -414,7 +391,7 @@ class ClaudeCodeRuntime(Runtime):
         scratch.mkdir(exist_ok=True)
         config_dir = exp_dir / "claude-config"
         config_dir.mkdir(exist_ok=True)
-        state = StreamState(workdir=workdir, allowed_outside=(scratch,), prices=self.prices)
+        state = StreamState(workdir=workdir, allowed_outside=(scratch,), pricing=self.price_for)
         confined = self.fence.confine([workdir, scratch, config_dir]) if self.fence else None
         head = _git_head(workdir)
         stop: dict[str, str | None] = {"kind": None, "reason": None}
@@ -434,7 +411,7 @@ class ClaudeCodeRuntime(Runtime):
                 elif state.auth_status is not None and state.result is None:
                     stop.update(kind="auth", reason=_auth_reason(state))
                 elif state.result is None and state.estimated_usd > self.max_usd:
-                    stop.update(kind="usd", reason=_usd_reason(self.max_usd, state.estimated_usd))
+                    stop.update(kind="usd", reason=self.cap_reason(state.estimated_usd))
                 return stop["reason"]
 
             result = proc.stream(self.command(workdir), cwd=workdir, on_line=on_line, timeout=self.timeout,
@@ -471,7 +448,8 @@ class ClaudeCodeRuntime(Runtime):
             details["agent_commits_undone"] = undone
         if state.unknown_models:
             details["unpriced_models"] = sorted(state.unknown_models)
-            self.notices += [note for note in map(_price_note, sorted(state.unknown_models)) if note not in self.notices]
+            for model in sorted(state.unknown_models):
+                self.notice(self.price_notice(model))
         common = dict(transcript=transcript, tokens=state.total_tokens, cost_usd=state.cost_usd, turns=state.turns)
 
         def fail(reason: str, **more) -> RuntimeResult:
@@ -484,14 +462,14 @@ class ClaudeCodeRuntime(Runtime):
         if stop["kind"] == "auth":
             return fail(_auth_reason(state))
         if stop["kind"] == "usd":
-            return fail(_usd_reason(self.max_usd, state.cost_usd))
+            return fail(self.cap_reason(state.cost_usd))
         if result.timed_out:
             return fail(f"agent timed out after {self.timeout:.0f}s")
         if result.stopped or proc.stopping():
             return fail("stopped")
         final = state.result
         if final is None:
-            tail = _last_line(stderr) or _last_line("\n".join(received))
+            tail = one_line(last_line(stderr) or last_line("\n".join(received)), 200)
             if result.returncode == 0:
                 return fail("claude ended without a result" + (f": {tail}" if tail else ""))
             hint = ""
@@ -502,12 +480,12 @@ class ClaudeCodeRuntime(Runtime):
         if subtype == "error_max_turns":
             return fail(f"agent exceeded max turns ({self.max_turns})")
         if subtype == "error_max_budget_usd":
-            return fail(_usd_reason(self.max_usd, state.cost_usd))
+            return fail(self.cap_reason(state.cost_usd))
         if state.auth_status is not None:
             return fail(_auth_reason(state))
         if final.get("is_error") or subtype != "success":
             status = final.get("api_error_status")
-            said = _one_line(final.get("result") or "; ".join(str(e) for e in final.get("errors") or []))
+            said = one_line(final.get("result") or "; ".join(str(e) for e in final.get("errors") or []), 200)
             if status:
                 return fail(f"agent API error ({status})" + (f": {said}" if said else ""))
             if not os.environ.get("ANTHROPIC_API_KEY") and not final.get("total_cost_usd"):
@@ -541,28 +519,7 @@ def _native_behind_placeholder(binary: Path) -> Path | None:
     return None
 
 
-def doctor_info(options: dict | None = None) -> dict:
-    """What `research-agent doctor` shows for Claude Code: never the key itself, only whether it is set."""
-    info = {"runtime": NAME, "binary": None, "version": None, "key_present": bool(os.environ.get("ANTHROPIC_API_KEY")),
-            "usable": False, "note": ""}
-    try:
-        binary = resolve_binary((options or {}).get("binary"))
-    except UserError:
-        info["note"] = f"not installed: {INSTALL}"
-        return info
-    info["binary"] = str(binary)
-    info["version"] = binary_version(binary)
-    notes = []
-    if info["version"] is None:
-        notes.append(f"{binary} --version failed")
-    notice = version_notice("claude", info["version"], TESTED)
-    if notice and info["version"] is not None:
-        notes.append(notice)
-    if not info["key_present"]:
-        notes.append("ANTHROPIC_API_KEY is not set")
-    info["usable"] = info["version"] is not None and info["key_present"]
-    info["note"] = "; ".join(notes) or f"ok (tested with {TESTED[0]}–{TESTED[1]})"
-    return info
+doctor_info = ClaudeCodeRuntime.doctor_info  # what `research-agent doctor` shows for Claude Code
 
 
 # ---------------------------------------------------------------------------
@@ -570,36 +527,13 @@ def doctor_info(options: dict | None = None) -> dict:
 # ---------------------------------------------------------------------------
 
 
-def _price_note(model: str) -> str:
-    return (f"note: no price known for model '{model}': the running cost estimate uses "
-            f"${DEFAULT_PRICE.input:g}/${DEFAULT_PRICE.output:g} per 1M tokens (set runtime: {{prices: ...}})")
-
-
-def _usd(value: float) -> str:
-    return f"${value:.2f}" if value >= 0.1 else f"${value:.3g}"
-
-
-def _usd_reason(cap: float, spent: float) -> str:
-    return f"agent exceeded the {_usd(cap)} cap ({_usd(spent)} spent)"
-
-
 def _auth_reason(state: StreamState) -> str:
-    said = _one_line(state.auth_message)
+    said = one_line(state.auth_message, 200)
     return f"{AUTH_STATUSES[state.auth_status]}: the API rejected the key in ANTHROPIC_API_KEY" + (f" ({said})" if said else "")
 
 
 def _int(value) -> int:
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else 0
-
-
-def _one_line(text: str, limit: int = 200) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return _one_line(lines[-1]) if lines else ""
 
 
 def _stderr_of(output: str, received: list[str], stop_reason: str | None) -> str:
@@ -611,42 +545,6 @@ def _stderr_of(output: str, received: list[str], stop_reason: str | None) -> str
         if output.startswith(known):
             return output[len(known):]
     return ""
-
-
-def _opt_str(options: dict, key: str) -> str | None:
-    value = options.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise UserError(f"claude-code option {key} must be a string")
-    return value
-
-
-def _opt_number(options: dict, key: str, default: float, integer: bool = False):
-    value = options.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or (integer and int(value) != value):
-        kind = "a positive integer" if integer else "a positive number"
-        raise UserError(f"claude-code option {key} must be {kind}, got {value!r}")
-    return int(value) if integer else float(value)
-
-
-def _opt_prices(value, model: str | None) -> dict[str, Price]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise UserError("claude-code option prices must be a mapping")
-    fields = {"input", "output", "cache_write", "cache_read"}
-    entries = {model or "": value} if fields & set(value) else value
-    prices = {}
-    for name, spec in entries.items():
-        if not isinstance(spec, dict) or not {"input", "output"} <= set(spec) or set(spec) - fields:
-            raise UserError("claude-code prices: give {input, output[, cache_write, cache_read]} in USD per 1M tokens")
-        try:
-            base = _tier(float(spec["input"]), float(spec["output"]), float(spec["cache_read"]) if "cache_read" in spec else None)
-            prices[str(name).lower()] = Price(base.input, base.output, float(spec.get("cache_write", base.cache_write)), base.cache_read)
-        except (TypeError, ValueError):
-            raise UserError(f"claude-code prices for {name or 'the model'} must be numbers") from None
-    return prices
 
 
 def _git_head(workdir: Path) -> str | None:

@@ -14,7 +14,7 @@ Options (the task spec's `runtime:` block, all optional):
 - `max_retries`: Codex's own HTTP/stream retries for a custom provider (default 2).
 - `max_usd`: per-experiment spending cap in USD (default 2.0).
 - `prices`: USD per 1M tokens, `{input, cached_input, output}` (or a 3-list) for the run's model,
-  or a mapping of model id to such prices; merged over `PRICES` below.
+  or a mapping of model id to such prices; merged over research_agent/prices.py.
 - `unsafe`: true → `--dangerously-bypass-approvals-and-sandbox` instead of the workspace-write
   sandbox (only for hosts that are sandboxed some other way).
 - `extra_args`: more `codex exec` arguments, inserted before the prompt.
@@ -53,14 +53,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import proc
-from ..errors import AgentCredentialsError, UserError
-from .agent_common import binary_version, redact, constraints_text, find_binary, outside_worktree, shell_write_targets, version_notice
-from .base import Brief, Runtime, RuntimeResult
+from ..errors import AgentCredentialsError
+from ..prices import Price
+from ..text import last_line, one_line
+from .agent_cli import AgentCLIRuntime, AgentOptions, constraints_text, redact
+from .base import Brief, RuntimeResult
+from .writes import WriteCheck
 
 NAME = "codex"
 INSTALL = "npm install -g @openai/codex"
 TESTED = ("0.169.0", "0.171.0")  # 0.171.0 driven in the tests; 0.169.0 recorded in tests/fixtures/codex
-DEFAULT_MAX_USD = 2.0
 DEFAULT_PROVIDER = "research-agent"
 DEFAULT_ENV_KEY = "OPENAI_API_KEY"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -68,40 +70,10 @@ DEFAULT_MAX_RETRIES = 2
 POLL_S = 0.2  # how often the session file is read while Codex runs
 
 
-@dataclass(frozen=True)
-class Price:
-    """USD per 1M tokens. `cached_input` applies to the cached part of the input tokens."""
-
-    input: float
-    cached_input: float
-    output: float
-
-    def cost(self, usage: "Usage") -> float:
-        cached = min(usage.cached_input_tokens, usage.input_tokens)
-        fresh = usage.input_tokens - cached
-        return (fresh * self.input + cached * self.cached_input + usage.output_tokens * self.output) / 1_000_000
-
-
-# OpenAI list prices (USD per 1M tokens: input, cached input, output) as published when this table was
-# written; override or extend them with the `prices` option. A model not listed is priced at
-# UNKNOWN_PRICE — deliberately high, so the cap trips early rather than late — and its cost is
-# reported as an estimate (details["cost_known"] = False, plus a notice).
-PRICES: dict[str, Price] = {
-    "gpt-5": Price(1.25, 0.125, 10.0),
-    "gpt-5-codex": Price(1.25, 0.125, 10.0),
-    "gpt-5.1": Price(1.25, 0.125, 10.0),
-    "gpt-5.1-codex": Price(1.25, 0.125, 10.0),
-    "gpt-5.1-codex-max": Price(1.25, 0.125, 10.0),
-    "gpt-5-mini": Price(0.25, 0.025, 2.0),
-    "gpt-5.1-codex-mini": Price(0.25, 0.025, 2.0),
-    "gpt-5-nano": Price(0.05, 0.005, 0.40),
-    "gpt-4.1": Price(2.0, 0.50, 8.0),
-    "gpt-4.1-mini": Price(0.40, 0.10, 1.60),
-    "o3": Price(2.0, 0.50, 8.0),
-    "o4-mini": Price(1.10, 0.275, 4.40),
-    "codex-mini-latest": Price(1.50, 0.375, 6.0),
-}
-UNKNOWN_PRICE = Price(10.0, 2.5, 40.0)
+# OpenAI's prices are in research_agent.prices (override or extend them with the `prices` option). A
+# model not listed is priced at UNKNOWN_PRICE — deliberately high, so the cap trips early rather than
+# late — and its cost is reported as an estimate (details["cost_known"] = False, plus a notice).
+UNKNOWN_PRICE = Price(10.0, 40.0, 2.5)
 
 
 @dataclass
@@ -126,6 +98,9 @@ class Usage:
 
     def to_dict(self) -> dict:
         return {"input": self.input_tokens, "cached_input": self.cached_input_tokens, "output": self.output_tokens}
+
+    def cost(self, price: Price) -> float:
+        return price.cost(self.input_tokens, self.output_tokens, self.cached_input_tokens)
 
 
 def _int(value) -> int:
@@ -216,11 +191,7 @@ def parse_transcript(lines) -> Transcript:
 # ---------------------------------------------------------------------------------------------
 
 _SHELLS = {"bash", "sh", "zsh", "dash", "ksh"}
-_DEVICES = re.compile(r"^/dev/(null|zero|stdout|stderr|stdin|tty|fd/\d+)$")
 _PATCH_PATHS = re.compile(r"^\*\*\* (?:Add File|Update File|Delete File|Move to): (.+?)\s*$", re.MULTILINE)
-_WRAPPERS = {"sudo", "env", "command", "nohup", "time", "nice", "timeout", "exec"}
-_ALL_ARGS = {"tee", "touch", "rm", "rmdir", "mkdir", "truncate", "chmod", "chown", "mv", "shred", "unlink"}
-_LAST_ARG = {"cp", "ln", "install", "rsync"}
 
 
 def unwrap_shell(command) -> str:
@@ -237,116 +208,9 @@ def unwrap_shell(command) -> str:
     return " ".join(shlex.quote(word) for word in words) if isinstance(command, list) else str(command or "")
 
 
-def write_targets(script: str) -> list[str]:
-    """Paths a shell script writes to, as far as a static look can tell (not a sandbox: the sandbox is).
-
-    Tokenized like a shell, so quoted text (`grep "=> /lib"`) is not mistaken for a redirection.
-    Covers redirections (`>`, `>>`, `&>`, `>|`), `tee`, `touch`/`rm`/`mkdir`/`mv`/… arguments, the
-    destination of `cp`/`ln`/`install`/`rsync`, `dd of=` and `sed -i`. Relative paths are kept
-    (`../x` escapes the worktree); after `cd DIR` they are joined to DIR.
-    """
-    lexer = shlex.shlex(script, posix=True, punctuation_chars=True)
-    lexer.whitespace_split = True
-    try:
-        tokens = list(lexer)
-    except ValueError:  # unbalanced quotes: fall back to the shared, regex-based look
-        return shell_write_targets(script)
-    targets: list[str] = []
-    segment: list[str] = []
-    cwd: str | None = None
-    index = 0
-
-    def flush() -> None:
-        nonlocal cwd
-        words = list(segment)
-        segment.clear()
-        while words and (words[0] in _WRAPPERS or re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", words[0])):
-            words = words[1:]
-        if not words:
-            return
-        name, args = os.path.basename(words[0]), [word for word in words[1:] if not word.startswith("-")]
-        found: list[str] = []
-        if name == "cd":
-            cwd = os.path.join(cwd or "", args[0]) if args else None
-        elif name in _LAST_ARG and len(args) >= 2:
-            found = [args[-1]]
-        elif name in _ALL_ARGS:
-            found = args
-        elif name == "dd":
-            found = [word[3:] for word in words[1:] if word.startswith("of=")]
-        elif name in ("sed", "perl") and any(word.startswith("-i") or word == "--in-place" for word in words[1:]):
-            found = args[1:]
-        targets.extend(_join(cwd, target) for target in found)
-
-    while index < len(tokens):
-        token = tokens[index]
-        if token and all(char in "();<>|&" for char in token):
-            if ">" in token:  # a redirection: the next word is the target, unless it duplicates a descriptor
-                target = tokens[index + 1] if index + 1 < len(tokens) else ""
-                index += 2
-                if target and not re.fullmatch(r"\d+|-", target) and not all(char in "();<>|&" for char in target):
-                    targets.append(_join(cwd, target))
-                if segment and re.fullmatch(r"\d+", segment[-1]):
-                    segment.pop()  # the `2` of `2>`
-                continue
-            if "<" not in token:
-                flush()
-            else:
-                index += 1  # `< file` / `<< EOF`: the next word is read, not written
-        else:
-            segment.append(token)
-        index += 1
-    flush()
-    return list(dict.fromkeys(target for target in targets if target))
-
-
-def _join(cwd: str | None, path: str) -> str:
-    if cwd is None or path.startswith(("/", "~", "$")):
-        return path
-    return os.path.join(cwd, path)
-
-
 def patch_paths(patch: str) -> list[str]:
     """The files an `apply_patch` body adds, updates, deletes or moves to."""
     return [match.group(1) for match in _PATCH_PATHS.finditer(patch or "")]
-
-
-class Fence:
-    """Decides whether a path (or a command's write targets) leaves the worktree."""
-
-    def __init__(self, workdir: Path, allowed: list[Path]):
-        self.workdir = Path(workdir)
-        self.allowed = [Path(os.path.realpath(path)) for path in allowed]
-        self.variables = {"HOME": os.path.expanduser("~"), "TMPDIR": str(allowed[0]) if allowed else "/tmp"}
-
-    def absolute(self, path: str, cwd: str | None = None) -> str:
-        """`path` made absolute: `~`, $HOME and $TMPDIR expanded, relative ones joined to `cwd` or the worktree."""
-        candidate = os.path.expanduser(self._expand(path))
-        if not os.path.isabs(candidate):
-            base = os.path.expanduser(cwd) if cwd else str(self.workdir)
-            candidate = os.path.join(str(self.workdir), base, candidate)
-        return os.path.normpath(candidate)
-
-    def outside(self, path: str, cwd: str | None = None) -> bool:
-        if not path or _DEVICES.match(path):
-            return False
-        resolved = Path(os.path.realpath(self.absolute(path, cwd)))
-        if any(resolved == root or root in resolved.parents for root in self.allowed):
-            return False
-        return outside_worktree(str(resolved), self.workdir)
-
-    def _expand(self, path: str) -> str:
-        for name, value in self.variables.items():
-            path = re.sub(r"^\$(?:\{%s\}|%s\b)" % (name, name), lambda _m, v=value: v, path)
-        return path
-
-    def command(self, script: str, cwd: str | None = None) -> str | None:
-        """The first path outside the worktree a shell script writes to (a static look), else None."""
-        return self.paths(write_targets(script), cwd)
-
-    def paths(self, paths: list[str], cwd: str | None = None) -> str | None:
-        """The first of `paths` outside the worktree (absolute, as it was meant), else None."""
-        return next((self.absolute(path, cwd) for path in paths if self.outside(path, cwd)), None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -363,63 +227,44 @@ class _State:
     session_model: str | None = None
     session_file: Path | None = None
     session_calls: list[dict] = field(default_factory=list)
-    stop: tuple[str, str] | None = None  # (kind, reason): kind is "cap" or "outside"
+    stop: tuple[str, str] | None = None  # (kind, reason): kind is "cap", "outside" or "watcher"
     outside: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class CodexRuntime(Runtime):
+class CodexOptions(AgentOptions):
+    """Codex's own options beside the shared ones (the module docstring says what each does)."""
+
+    base_url: str | None = None
+    provider: str | None = None
+    env_key: str | None = None
+    max_retries: int = DEFAULT_MAX_RETRIES
+    user_config: bool = False
+
+
+class CodexRuntime(AgentCLIRuntime):
     name = NAME
+    BINARY = "codex"
+    INSTALL = INSTALL
+    TESTED = TESTED
+    KEY_VARIABLES = ("OPENAI_API_KEY", "CODEX_API_KEY")
+    KEY_HINT = "set OPENAI_API_KEY (or a custom provider's env_key) to run it"
+    DOCTOR_NEEDS_KEY = False  # a custom provider's env_key, or the user's own Codex login, may stand in
+    DEFAULT_PRICE = UNKNOWN_PRICE
+    PRICE_ORDER = ("input", "cached_input", "output")  # `prices: [1.25, 0.125, 10]`
+    Options = CodexOptions
 
     def __init__(self, options: dict | None = None, timeout: float = 1800, fence=None):
-        self.options = dict(options or {})
-        self.timeout = float(timeout)
-        self.fence = fence  # research_agent.fence.Fence, or None (sandbox: off)
-        self.user_config = bool(self.options.get("user_config", False))
-        self.notices: list[str] = []
-        self.binary = find_binary(self.options.get("binary"), "codex", INSTALL)
-        self.version = binary_version(self.binary)
-        notice = version_notice("codex", self.version, TESTED)
-        if notice:
-            self.notices.append(notice)
-        self.model: str | None = self.options.get("model") or None
-        try:
-            self.max_usd = float(self.options.get("max_usd", DEFAULT_MAX_USD))
-        except (TypeError, ValueError):
-            raise UserError(f"runtime max_usd must be a number, not {self.options.get('max_usd')!r}") from None
-        self.prices = dict(PRICES)
-        self.price_override = _parse_prices(self.options.get("prices"), self.prices)
-        self.custom = any(self.options.get(key) for key in ("base_url", "provider", "env_key"))
-        self.provider = str(self.options.get("provider") or DEFAULT_PROVIDER)
-        self.env_key = str(self.options.get("env_key") or DEFAULT_ENV_KEY)
-        self.base_url = str(self.options.get("base_url") or DEFAULT_BASE_URL)
-        self.unsafe = bool(self.options.get("unsafe", False))
+        super().__init__(options, timeout, fence)
+        settings: CodexOptions = self.settings  # type: ignore[assignment]
+        self.user_config = settings.user_config
+        self.custom = any((settings.base_url, settings.provider, settings.env_key))
+        self.provider = settings.provider or DEFAULT_PROVIDER
+        self.env_key = settings.env_key or DEFAULT_ENV_KEY
+        self.base_url = settings.base_url or DEFAULT_BASE_URL
+        self.max_retries = settings.max_retries
         if self.unsafe:
-            self.notices.append("warning: codex runs without its sandbox (unsafe: true): use only on an externally sandboxed host")
-        extra = self.options.get("extra_args") or []
-        self.extra_args = shlex.split(extra) if isinstance(extra, str) else [str(arg) for arg in extra]
-        try:
-            self.max_retries = int(self.options.get("max_retries", DEFAULT_MAX_RETRIES))
-        except (TypeError, ValueError):
-            raise UserError(f"runtime max_retries must be an integer, not {self.options.get('max_retries')!r}") from None
-        if self.model and self.price_for(self.model)[1] is False:
-            self.notices.append(self._unknown_price_notice(self.model))
-
-    # --- prices -------------------------------------------------------------------------------
-
-    def price_for(self, model: str | None) -> tuple[Price, bool]:
-        """(price, known) for `model`: the `prices` option, the table, or the conservative default."""
-        if self.price_override is not None:
-            return self.price_override, True
-        if model and model in self.prices:
-            return self.prices[model], True
-        return UNKNOWN_PRICE, False
-
-    def _unknown_price_notice(self, model: str | None) -> str:
-        what = f"model '{model}'" if model else "Codex's default model"
-        p = UNKNOWN_PRICE
-        return (f"codex: no price known for {what}: its cost is an estimate at ${p.input:g}/${p.cached_input:g}/${p.output:g} "
-                "per 1M input/cached/output tokens, and the cap is enforced on that (set runtime prices to fix)")
+            self.notice("warning: codex runs without its sandbox (unsafe: true): use only on an externally sandboxed host")
 
     # --- the command --------------------------------------------------------------------------
 
@@ -498,7 +343,7 @@ class CodexRuntime(Runtime):
         if problem:
             return RuntimeResult(False, problem, details={"runtime": NAME})
         env, codex_home, scratch = self.environment(exp_dir)
-        fence = Fence(workdir, [scratch])
+        check = WriteCheck(workdir, [scratch])
         command = self.command(workdir)
         prompt = self.prompt(brief, workdir)
         secrets = [value for value in (os.environ.get(self.env_key), os.environ.get("OPENAI_API_KEY"), os.environ.get("CODEX_API_KEY")) if value]
@@ -507,21 +352,15 @@ class CodexRuntime(Runtime):
         out = open(transcript_path, "w", encoding="utf-8")
 
         def on_line(line: str) -> str | None:
-            out.write(_redact(line, secrets) + "\n")
+            out.write(redact(line, secrets) + "\n")
             out.flush()
             event = state.transcript.feed(line)
             if event is None:
                 return None
-            if event.get("type") == "item.completed":
-                verdict = self._check_item(event.get("item") or {}, fence)
-                if verdict:
-                    return self._stop(state, "outside", verdict)
-            if event.get("type") == "turn.completed":
-                return self._check_cap(state)
-            return None
+            return self._guarded(state, self._check_event, state, event, check)
 
         done = threading.Event()
-        watcher = threading.Thread(target=self._watch, args=(state, codex_home, fence, command, done), daemon=True)
+        watcher = threading.Thread(target=self._watch, args=(state, codex_home, check, command, done), daemon=True)
         watcher.start()
         try:
             confined = self.fence.confine([workdir, scratch, codex_home]) if self.fence else None
@@ -531,13 +370,33 @@ class CodexRuntime(Runtime):
             done.set()
             watcher.join(5)
             out.close()
-        self._read_session(state, fence, codex_home)  # the whole session file, after the exit
+        self._guarded(state, self._read_session, state, check, codex_home)  # the whole session file, after the exit
         self._write_log(exp_dir, command, result, secrets)
-        return self._result(state, result, transcript_path, fence)
+        return self._result(state, result, transcript_path, check)
 
     def prompt(self, brief: Brief, workdir: Path) -> str:
         return (brief.text.rstrip("\n") + "\n\n" + constraints_text(workdir)
                 + "- For scratch files use $TMPDIR; writing anywhere outside the working directory rejects the experiment.\n")
+
+    def _check_event(self, state: _State, event: dict, check: WriteCheck) -> str | None:
+        if event.get("type") == "item.completed":
+            verdict = self._check_item(event.get("item") or {}, check)
+            if verdict:
+                return self._stop(state, "outside", verdict)
+        if event.get("type") == "turn.completed":
+            return self._check_cap(state)
+        return None
+
+    def _guarded(self, state: _State, check, *args) -> str | None:
+        """`check(*args)`; if it raises, the run stops with the error as its reason: the cost cap and
+        the write check must never be switched off silently (a model's tool call can make them fail)."""
+        try:
+            return check(*args)
+        except Exception as error:  # noqa: BLE001 — whatever broke, stopping is the safe answer
+            reason = one_line(f"codex: the cost and write watcher failed ({type(error).__name__}: {error}); "
+                              "the agent was stopped rather than run without its cost cap and write check", 400)
+            self.notice(reason)
+            return self._stop(state, "watcher", reason)
 
     def _stop(self, state: _State, kind: str, reason: str) -> str:
         """Record why the run must stop (the first reason wins) and return the reason to stop it with."""
@@ -548,12 +407,12 @@ class CodexRuntime(Runtime):
                 state.outside = reason
         return reason
 
-    def _check_item(self, item: dict, fence: Fence) -> str | None:
+    def _check_item(self, item: dict, check: WriteCheck) -> str | None:
         if item.get("type") == "file_change":
-            path = fence.paths([str(change.get("path")) for change in item.get("changes") or [] if isinstance(change, dict)])
+            path = check.paths([str(change.get("path")) for change in item.get("changes") or [] if isinstance(change, dict)])
             return f"edited outside the worktree: {path}" if path else None
         if item.get("type") == "command_execution":
-            path = fence.command(unwrap_shell(item.get("command")))
+            path = check.command(unwrap_shell(item.get("command")))
             return f"edited outside the worktree: {path}" if path else None
         return None
 
@@ -565,30 +424,27 @@ class CodexRuntime(Runtime):
                 usage = state.session_usage
             model = self.model or state.session_model
         price, known = self.price_for(model)
-        return price.cost(usage), usage, known
+        return usage.cost(price), usage, known
 
     def _check_cap(self, state: _State) -> str | None:
         spent, _usage, _known = self._spent(state)
         if spent > self.max_usd:
-            return self._stop(state, "cap", f"agent exceeded the ${self.max_usd:.2f} cap (${spent:.2f} spent)")
+            return self._stop(state, "cap", self.cap_reason(spent))
         return None
 
     # --- the session file -----------------------------------------------------------------------
 
-    def _watch(self, state: _State, codex_home: Path, fence: Fence, command: list[str], done: threading.Event) -> None:
+    def _watch(self, state: _State, codex_home: Path, check: WriteCheck, command: list[str], done: threading.Event) -> None:
         """Follow Codex's session file while it runs; kill the run on a cap or an outside write."""
         reader = _SessionReader()
         while not done.wait(POLL_S):
-            try:
-                stopped = self._poll_session(state, codex_home, fence, reader)
-            except Exception:  # never let the watcher take the run down
-                stopped = None
+            stopped = self._guarded(state, self._poll_session, state, codex_home, check, reader)
             if stopped:
                 _kill(command)
                 return
         state.session_file = reader.path
 
-    def _poll_session(self, state: _State, codex_home: Path, fence: Fence, reader: "_SessionReader") -> str | None:
+    def _poll_session(self, state: _State, codex_home: Path, check: WriteCheck, reader: "_SessionReader") -> str | None:
         if reader.path is None:
             thread_id = state.transcript.thread_id
             if not thread_id:
@@ -604,7 +460,7 @@ class CodexRuntime(Runtime):
             if call:
                 with state.lock:
                     state.session_calls.append(call)
-                verdict = self._check_call(call, fence)
+                verdict = self._check_call(call, check)
                 if verdict:
                     return self._stop(state, "outside", verdict)
         return self._check_cap(state)
@@ -621,14 +477,14 @@ class CodexRuntime(Runtime):
                 if usage.total > state.session_usage.total:
                     state.session_usage = usage
 
-    def _check_call(self, call: dict, fence: Fence) -> str | None:
+    def _check_call(self, call: dict, check: WriteCheck) -> str | None:
         if call["tool"] == "apply_patch":
-            path = fence.paths(call["paths"], call.get("workdir"))
+            path = check.paths(call["paths"], call.get("workdir"))
         else:
-            path = fence.command(call["command"], call.get("workdir"))
+            path = check.command(call["command"], call.get("workdir"))
         return f"edited outside the worktree: {path}" if path else None
 
-    def _read_session(self, state: _State, fence: Fence, codex_home: Path) -> None:
+    def _read_session(self, state: _State, check: WriteCheck, codex_home: Path) -> None:
         """After the exit: read the whole session file once more (the watcher may have missed its end)."""
         path = state.session_file
         if path is None and state.transcript.thread_id:
@@ -643,18 +499,18 @@ class CodexRuntime(Runtime):
             call = _tool_call(record)
             if call:
                 calls.append(call)
-                verdict = self._check_call(call, fence)
+                verdict = self._check_call(call, check)
                 if verdict and state.outside is None:
                     state.outside = verdict
         state.session_calls = calls
 
     # --- the result -----------------------------------------------------------------------------
 
-    def _result(self, state: _State, result: proc.Result, transcript_path: Path, fence: Fence) -> RuntimeResult:
+    def _result(self, state: _State, result: proc.Result, transcript_path: Path, check: WriteCheck) -> RuntimeResult:
         transcript = state.transcript
         spent, usage, known = self._spent(state)
         if not known and not any("no price known" in notice for notice in self.notices):
-            self.notices.append(self._unknown_price_notice(self.model or state.session_model))
+            self.notice(self.price_notice(self.model or state.session_model))
         details = {
             "runtime": NAME,
             "version": self.version,
@@ -674,23 +530,25 @@ class CodexRuntime(Runtime):
         if result.blocked:
             details["blocked"] = result.blocked  # writes our fence stopped, as the commands' output shows them
         outside = state.outside or (state.stop[1] if state.stop and state.stop[0] == "outside" else None)
-        if outside is None:
-            for change in transcript.file_changes:  # belt and braces: every reported change
-                if fence.outside(change["path"]):
-                    outside = f"edited outside the worktree: {change['path']}"
-                    break
+        if outside is None:  # belt and braces: every reported change
+            found = self._guarded(state, lambda: next((f"edited outside the worktree: {change['path']}"
+                                                       for change in transcript.file_changes if check.outside(change["path"])), None))
+            outside = None if state.stop == ("watcher", found) else found
         if outside:
             details["rejected"] = True
             return RuntimeResult(False, outside, **common)
         if result.blocked:  # our fence stopped a write (its message is in a command's output)
             details["rejected"] = True
             return RuntimeResult(False, f"write outside the worktree blocked: {result.blocked[0]}", **common)
+        if state.stop and state.stop[0] == "watcher":  # the checks broke: never kept, whatever it did
+            details["watcher_failed"] = True
+            return RuntimeResult(False, state.stop[1], **common)
         if state.stop and state.stop[0] == "cap":
             details["capped"] = True
-            return RuntimeResult(False, f"agent exceeded the ${self.max_usd:.2f} cap (${spent:.2f} spent)", **common)
+            return RuntimeResult(False, self.cap_reason(spent), **common)
         if spent > self.max_usd:  # the last usage arrived with the exit
             details["capped"] = True
-            return RuntimeResult(False, f"agent exceeded the ${self.max_usd:.2f} cap (${spent:.2f} spent)", **common)
+            return RuntimeResult(False, self.cap_reason(spent), **common)
         if result.timed_out:
             return RuntimeResult(False, f"agent timed out after {self.timeout:.0f}s", **common)
         if result.stopped:
@@ -698,14 +556,14 @@ class CodexRuntime(Runtime):
         message = transcript.failure or (transcript.errors[-1] if transcript.errors and result.returncode else None)
         if message and _is_auth_failure(message):
             key = self.env_key if self.custom else "OPENAI_API_KEY"
-            return RuntimeResult(False, f"authentication failed (401): check {key} — {_one_line(_redact_keys(message))}", **common)
+            return RuntimeResult(False, f"authentication failed (401): check {key} — {one_line(_redact_keys(message), 300)}", **common)
         if transcript.failure:
-            return RuntimeResult(False, f"agent failed: {_one_line(_redact_keys(transcript.failure))}", **common)
+            return RuntimeResult(False, f"agent failed: {one_line(_redact_keys(transcript.failure), 300)}", **common)
         if result.returncode != 0:
-            last = message or _last_line(result.output)
+            last = message or last_line("\n".join(line for line in result.output.splitlines() if not line.startswith("{")))
             if last and _is_auth_failure(last):
-                return RuntimeResult(False, f"authentication failed (401): {_one_line(_redact_keys(last))}", **common)
-            return RuntimeResult(False, f"agent exited {result.returncode}" + (f": {_one_line(_redact_keys(last))}" if last else ""), **common)
+                return RuntimeResult(False, f"authentication failed (401): {one_line(_redact_keys(last), 300)}", **common)
+            return RuntimeResult(False, f"agent exited {result.returncode}" + (f": {one_line(_redact_keys(last), 300)}" if last else ""), **common)
         return RuntimeResult(True, **common)
 
     def _write_log(self, exp_dir: Path, command: list[str], result: proc.Result, secrets: list[str]) -> None:
@@ -713,7 +571,7 @@ class CodexRuntime(Runtime):
         lines = [line for line in result.output.splitlines() if not line.startswith("{")]
         with open(exp_dir / "runtime.log", "a", encoding="utf-8") as log:
             log.write("$ " + " ".join(shlex.quote(part) for part in command) + "\n")
-            log.writelines(_redact(line, secrets) + "\n" for line in lines if line.strip())
+            log.writelines(redact(line, secrets) + "\n" for line in lines if line.strip())
             state = "timed out" if result.timed_out else ("stopped" if result.stopped else f"exit {result.returncode}")
             log.write(f"[{state}, {result.seconds:.2f}s]\n")
 
@@ -781,34 +639,6 @@ def _kill(command: list[str]) -> None:
         proc.kill_tree(popen)
 
 
-def _parse_prices(value, table: dict[str, Price]) -> Price | None:
-    """`prices` option: one price for the run's model (returned), or per-model prices (merged into `table`)."""
-    if value is None:
-        return None
-    single = _price(value)
-    if single is not None:
-        return single
-    if isinstance(value, dict):
-        for model, spec in value.items():
-            price = _price(spec)
-            if price is None:
-                raise UserError(f"runtime prices for {model}: give input, cached_input and output (USD per 1M tokens)")
-            table[str(model)] = price
-        return None
-    raise UserError("runtime prices: give {input, cached_input, output} in USD per 1M tokens, or a mapping of model to those")
-
-
-def _price(spec) -> Price | None:
-    try:
-        if isinstance(spec, (list, tuple)) and len(spec) == 3:
-            return Price(float(spec[0]), float(spec[1]), float(spec[2]))
-        if isinstance(spec, dict) and "input" in spec and "output" in spec:
-            return Price(float(spec["input"]), float(spec.get("cached_input", spec["input"])), float(spec["output"]))
-    except (TypeError, ValueError):
-        raise UserError(f"runtime prices: not numbers: {spec!r}") from None
-    return None
-
-
 def _toml(text: str) -> str:
     return str(text).replace("\\", "\\\\").replace('"', '\\"')
 
@@ -821,40 +651,8 @@ def _is_auth_failure(message: str) -> bool:
     return bool(re.search(r"\b401\b|unauthori[sz]ed", message, re.IGNORECASE))
 
 
-_redact = redact  # one redaction for every agent CLI (agent_common)
-
-
 def _redact_keys(text: str) -> str:
     return re.sub(r"\bsk-[A-Za-z0-9_*.\-]{3,}", "sk-…", text)
 
 
-def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _last_line(output: str) -> str:
-    lines = [line for line in output.strip().splitlines() if line.strip() and not line.startswith("{")]
-    return lines[-1].strip() if lines else ""
-
-
-def doctor_info() -> dict:
-    """What `research-agent doctor` shows for Codex: never the key itself, only whether it is set."""
-    info = {"runtime": NAME, "binary": None, "version": None, "key_present": bool(os.environ.get("OPENAI_API_KEY")),
-            "usable": False, "note": ""}
-    try:
-        binary = find_binary(None, "codex", INSTALL)
-    except UserError:
-        info["note"] = f"not installed: {INSTALL}"
-        return info
-    info["binary"] = str(binary)
-    info["version"] = binary_version(binary)
-    notes = []
-    notice = version_notice("codex", info["version"], TESTED)
-    if notice:
-        notes.append(notice)
-    if not info["key_present"] and not os.environ.get("CODEX_API_KEY"):
-        notes.append("set OPENAI_API_KEY (or a custom provider's env_key) to run it")
-    info["usable"] = info["version"] is not None
-    info["note"] = "; ".join(notes) or f"tested with {TESTED[0]}–{TESTED[1]}"
-    return info
+doctor_info = CodexRuntime.doctor_info  # what `research-agent doctor` shows for Codex

@@ -22,9 +22,6 @@ from typing import Callable
 from ..errors import UserError
 from .base import WorkersUnavailable
 
-# Cluster / job states as strings (SkyPilot's enums' values).
-JOB_DONE = {"SUCCEEDED"}
-JOB_FAILED = {"FAILED", "FAILED_SETUP", "FAILED_DRIVER", "FAILED_PRECHECKS", "FAILED_NO_RESOURCE", "FAILED_CONTROLLER", "CANCELLED"}
 # What we read of a managed job. sky.jobs.client.sdk.queue_v2's default fields
 # (sky.jobs.constants.DEFAULT_MANAGED_JOB_FIELDS) leave out failure_reason: name it.
 JOB_FIELDS = ("job_id", "job_name", "status", "recovery_count", "job_duration", "failure_reason")

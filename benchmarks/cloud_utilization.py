@@ -26,13 +26,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import multiprocessing
 import os
 import random
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from _synthetic import ROOT, make_target  # also puts the project root on sys.path
@@ -145,15 +143,11 @@ class _JobClock:
 
 def leak_check(n: int) -> dict:
     """The randomized fault schedules of tests/test_skypilot.py: anything left up counts as leaked."""
-    from tests.test_skypilot import run_schedules  # noqa: F401 (import check before spawning)
+    from tests.test_skypilot import fault_schedules
 
-    seeds = list(range(n))
-    shards = [seeds[i::4] for i in range(4)]
     with tempfile.TemporaryDirectory(prefix="ra-faults-") as tmp:
         os.environ["RESEARCH_AGENT_STATE_DIR"] = str(Path(tmp) / "state")
-        with ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("spawn")) as pool:
-            outcomes = list(pool.map(_shard, [tmp] * 4, shards))
-    results = [r for shard in outcomes for r in shard]
+        results = fault_schedules(Path(tmp), n, count_failures=True)
     return {
         "schedules": len(results),
         "leaked": sum(1 for r in results if r.get("leaked")),
@@ -162,20 +156,6 @@ def leak_check(n: int) -> dict:
         "interrupted": sum(1 for r in results if str(r.get("outcome", "")).startswith("interrupted")),
         "modes": sorted({r.get("mode") for r in results if r.get("mode")}),
     }
-
-
-def _shard(base: str, seeds: list[int]) -> list[dict]:
-    from research_agent import proc
-    from tests.test_skypilot import run_schedule
-
-    out = []
-    for seed in seeds:
-        proc.reset()
-        try:
-            out.append(run_schedule(Path(base), seed))
-        except AssertionError as error:
-            out.append({"seed": seed, "error": str(error)[:300], "leaked": "live" in str(error) or "cluster" in str(error)})
-    return out
 
 
 def main() -> None:

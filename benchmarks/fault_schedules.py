@@ -15,43 +15,24 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import multiprocessing
 import os
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from _synthetic import ROOT  # noqa: F401  (puts the project root on sys.path)
-
-
-def _shard(base: str, seeds: list[int]) -> list[dict]:
-    from research_agent import proc
-    from tests.test_skypilot import run_schedule
-
-    out = []
-    for seed in seeds:
-        proc.reset()
-        try:
-            out.append(run_schedule(Path(base), seed))
-        except AssertionError as error:  # a leak or a ledger check failed: counted, never hidden
-            text = str(error)
-            out.append({"seed": seed, "error": text[:300], "leaked": 1 if "live" in text or "cluster" in text else 0,
-                        "duplicates": 0 if "live" in text else 1})
-    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--schedules", type=int, default=50)
     args = parser.parse_args()
-    seeds = list(range(args.schedules))
-    shards = [seeds[i::4] for i in range(4)]
+    from tests.test_skypilot import fault_schedules  # after _synthetic put the project on sys.path
+
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ra-faults-") as tmp:
         os.environ["RESEARCH_AGENT_STATE_DIR"] = str(Path(tmp) / "state")
-        with ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = [r for shard in pool.map(_shard, [tmp] * 4, shards) for r in shard]
+        results = fault_schedules(Path(tmp), args.schedules, count_failures=True)  # a failed check is counted, never hidden
     modes = {m: sum(1 for r in results if r.get("mode") == m) for m in ("clusters", "jobs", "pool")}
     print(f"date: {datetime.date.today().isoformat()}")
     print(f"schedules: {len(results)} ({', '.join(f'{m} {n}' for m, n in modes.items())})")

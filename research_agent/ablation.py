@@ -25,6 +25,7 @@ from .explore import can_explore, code_listing, explore_hypotheses, explore_plan
 from .orchestrator import BASELINE, Orchestrator
 from .runtimes import AGENT_RUNTIMES
 from .plan import Hypothesis, Plan, load_plan, save_plan
+from .rundir import RunDir
 from .target import git
 
 ARMS = ("research", "control")
@@ -46,26 +47,14 @@ def check_runtime(task) -> None:
 
 
 @dataclass
-class ArmRun:
-    """One arm's view of the run, shaped like a RunDir for the brief and the plan status."""
+class ArmRun(RunDir):
+    """One arm's view of the run for the brief and the plan status: the run, with the arm's plan (and ledger)."""
 
-    path: Path
-    run_id: str
-    task: object
-    plan: Plan
-    ledger: object
     label: str
-
-    @property
-    def repo_dir(self) -> Path:
-        return self.path / "repo.git"
 
     @property
     def plan_path(self) -> Path:
         return self.path / "arms" / self.label / "plan.md"
-
-    def save_plan(self) -> None:
-        save_plan(self.plan, self.plan_path)
 
 
 class ArmLedger:

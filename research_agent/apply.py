@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .errors import TargetError, UserError
 from .target import GIT_IDENTITY, git
+from .text import cut_at_word
 
 WIDTH = 72  # commit message body width (git's convention)
 NULL_SHA = "0" * 40
@@ -100,7 +101,7 @@ def user_repo_of(run, repo: Path | None) -> Path:
 def commit_message(change: Change, context: dict, run_id: str) -> str:
     """Subject `H1: title`; body: the problem, the measured effect with its interval, the sources."""
     k = change.alone or change.exp
-    subject = _cut(k.get("heading") or f"{k['hypothesis']}: {k.get('title') or ''}", WIDTH)
+    subject = cut_at_word(k.get("heading") or f"{k['hypothesis']}: {k.get('title') or ''}", WIDTH)
     paragraphs = []
     if k.get("problem") and k["problem"] != k.get("plan_title"):
         paragraphs.append(k["problem"])
@@ -127,15 +128,6 @@ def commit_message(change: Change, context: dict, run_id: str) -> str:
         body.append("\n".join(lines))
     body.append(f"research-agent run {run_id}, experiment {change.exp['id']}.")
     return subject + "\n\n" + "\n\n".join(body) + "\n"
-
-
-def _cut(text: str, width: int) -> str:
-    """One line of at most `width` characters, cut at a word boundary."""
-    text = " ".join(text.split())
-    if len(text) <= width:
-        return text
-    cut = text[: width - 1].rsplit(" ", 1)[0]
-    return cut.rstrip(" ,;:—-") + "…"
 
 
 class Replayer:

@@ -207,6 +207,9 @@ class Ledger:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # durable against process kills in WAL mode
         self._migrate()
+        # The run's total cost, read every 0.2 s by the budget's hard stop: summed again only after a
+        # cost row was written, by this connection (add_cost) or another one (data_version moved).
+        self._spent: tuple[int, float] | None = None  # (data_version when summed, total)
 
     @classmethod
     def open_existing(cls, path: Path) -> "Ledger":
@@ -451,14 +454,20 @@ class Ledger:
         return [Worker.from_row(row) for row in self._rows(sql, tuple(params))]
 
     def add_cost(self, kind: str, usd: float, experiment_id: str | None = None, detail: str | None = None) -> None:
-        self._execute(
-            "INSERT INTO costs (experiment_id, kind, usd, detail, created) VALUES (?,?,?,?,?)",
-            (experiment_id, kind, usd, detail, time.time()),
-        )
+        with self._lock:
+            self._execute(
+                "INSERT INTO costs (experiment_id, kind, usd, detail, created) VALUES (?,?,?,?,?)",
+                (experiment_id, kind, usd, detail, time.time()),
+            )
+            self._spent = None
 
     def cost(self, experiment_id: str | None = None) -> float:
         if experiment_id is None:
-            row = self._execute("SELECT COALESCE(SUM(usd), 0) FROM costs").fetchone()
+            with self._lock:
+                version = self._execute("PRAGMA data_version").fetchone()[0]  # moves on other connections' commits
+                if self._spent is None or self._spent[0] != version:
+                    self._spent = (version, float(self._execute("SELECT COALESCE(SUM(usd), 0) FROM costs").fetchone()[0]))
+                return self._spent[1]
         else:
             row = self._execute("SELECT COALESCE(SUM(usd), 0) FROM costs WHERE experiment_id=?", (experiment_id,)).fetchone()
         return float(row[0])

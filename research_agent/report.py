@@ -31,6 +31,7 @@ from .status import (
     status_from_view,
     task_metric,
 )
+from .text import squash
 
 DECISIONS = ("kept", "discarded", "failed", "rejected")
 REPORT_FILES = ("report.md", "report.html", "progress.png", "IMPROVEMENTS.md")
@@ -490,7 +491,7 @@ def render_progress(context: dict) -> bytes:
 
 def _cell(text) -> str:
     """Text safe inside one markdown table cell."""
-    return " ".join(str(text if text is not None else "").split()).replace("|", "\\|") or " "
+    return squash("" if text is None else text).replace("|", "\\|") or " "
 
 
 def _fence(patch: str) -> str:

@@ -16,6 +16,7 @@ import yaml
 
 from .errors import RunDirError
 from .ledger import LedgerView, RunStatus, read_view
+from .text import one_line, squash
 from .result import kept as kept_result
 
 DECISION_STYLES = {"kept": "bold green", "discarded": "dim", "failed": "red", "rejected": "magenta"}
@@ -197,11 +198,6 @@ def outcome(exp: dict) -> str:
     return exp.get("decision") or exp.get("status") or "?"
 
 
-def truncate(text: str | None, width: int) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
 WIDE = 110  # below this many columns (an 80-column terminal, a pipe) the status is a list, not a table
 
 
@@ -229,7 +225,7 @@ def _wide_table(experiments: list[dict]):
             Text(state, style=DECISION_STYLES.get(state) or STATUS_STYLES.get(state, "")),
             fmt_effect(exp.get("effect")),
             str(exp["n_pairs"]) if exp.get("n_pairs") is not None else "",
-            truncate(exp.get("reason"), 60),
+            one_line(exp.get("reason") or "", 60),
         )
     return table
 
@@ -251,9 +247,9 @@ def _narrow_list(experiments: list[dict]):
             cell.append(f"  {fmt_effect(exp['effect'])}")
         if exp.get("n_pairs") is not None:
             cell.append(f"  {exp['n_pairs']} pairs")
-        cell.append(f"\n{exp.get('hypothesis') or ''}: {' '.join((exp.get('title') or '').split())}")
+        cell.append(f"\n{exp.get('hypothesis') or ''}: {squash(exp.get('title') or '')}")
         if exp.get("reason"):
-            cell.append("\n" + truncate(exp["reason"], 240), style="dim")
+            cell.append("\n" + one_line(exp["reason"], 240), style="dim")
         grid.add_row(exp["id"], cell)
     return grid
 

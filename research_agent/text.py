@@ -58,3 +58,25 @@ def first_json_object(text: str, key: str | None = None) -> dict | None:
             if found is None:
                 found = value
     return found
+
+
+# Terminal colour and cursor codes (SkyPilot's messages carry colorama's, a worker's log a progress bar's).
+_TERMINAL_CODES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def plain(text: str) -> str:
+    """`text` without terminal colour and cursor codes."""
+    return _TERMINAL_CODES.sub("", text)
+
+
+def error_line(error: BaseException, limit: int | None = None) -> str:
+    """An exception's message as one plain line clipped to `limit`; its class name when it says nothing."""
+    return clip(squash(plain(str(error))) or type(error).__name__, limit)
+
+
+def cut_at_word(text: str, width: int) -> str:
+    """`text` as one line of at most `width` characters, cut at a word boundary (… marks the cut)."""
+    text = squash(text)
+    if len(text) <= width:
+        return text
+    return text[: width - 1].rsplit(" ", 1)[0].rstrip(" ,;:—-") + ELLIPSIS

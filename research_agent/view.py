@@ -16,6 +16,7 @@ from rich.live import Live
 from rich.table import Table
 
 from .status import fmt_effect
+from .text import cut_at_word
 
 COLOURS = {"kept": "green", "discarded": "yellow", "failed": "red", "rejected": "magenta", "running": "cyan"}
 TITLE_WIDTH = 48
@@ -29,13 +30,7 @@ def effect_text(row: dict) -> str:
 
 def cut_title(text: str, width: int = TITLE_WIDTH) -> str:
     """At most `width` characters, cut at a word boundary (… marks the cut)."""
-    text = " ".join((text or "").split())
-    if len(text) <= width:
-        return text
-    cut = text[: width - 1]
-    if " " in cut:
-        cut = cut.rsplit(" ", 1)[0].rstrip(" ,;:—-")
-    return cut + "…"
+    return cut_at_word(text or "", width)
 
 
 def eta_seconds(running: list[tuple[int, int, float]], pending: int, finished_s: list[float], workers: int) -> float | None:

@@ -21,17 +21,17 @@ import hashlib
 import io
 import json
 import os
-import re
 import signal
 import sys
 import tarfile
 import time
 from pathlib import Path
 
+from .text import plain
+
 MARK = "RA-BUNDLE"
 LINE_BYTES = 3 * 256  # raw bytes per line: 1024 base64 characters, well under any log line limit
 CHECKSUMS = "SHA256SUMS"
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 class TransferError(Exception):
@@ -66,7 +66,7 @@ def emit_bundle(out_dir: Path, job: str, stream=None) -> None:
 
 def read_bundle(log: str, job: str) -> dict[str, bytes]:
     """The files of the last complete, verified bundle of `job` in a job log; TransferError if none."""
-    lines = [_ANSI.sub("", line).rstrip("\r") for line in log.splitlines()]
+    lines = [plain(line).rstrip("\r") for line in log.splitlines()]
     found = [i for i, line in enumerate(lines) if f"{MARK} BEGIN {job} " in line]
     if not found:
         raise TransferError("no results in the job log")

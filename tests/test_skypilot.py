@@ -64,6 +64,18 @@ def new_run(task: Path, plan: Path, run_dir: Path, options: dict | None = None):
     return run
 
 
+def standin_run(root: Path, mode: str = "clusters", faults: Faults | None = None, options: dict | None = None,
+                target=None, **workers):
+    """A target's run in root/run (fast_target unless `target` says) and a fresh stand-in cloud in root/cloud: (run, api)."""
+    _repo, task, plan = (target or fast_target)(root, mode, **workers)
+    return new_run(task, plan, root / "run", options), StandIn(root / "cloud", faults)
+
+
+def run_on(run, api) -> dict:
+    """The whole run, orchestrated against the stand-in."""
+    return Orchestrator(run, SkyPilotBackend(run, {"api": api})).execute()
+
+
 def rows(run_dir: Path, sql: str) -> list[tuple]:
     db = sqlite3.connect(f"file:{run_dir / 'ledger.sqlite'}?mode=ro", uri=True)
     try:
@@ -129,10 +141,9 @@ def test_dry_run_writes_valid_tasks_and_no_secret(tmp_path, monkeypatch, mode):
 
 
 def test_invalid_resources_are_refused_by_skypilot_before_anything_is_written(tmp_path):
-    _repo, task, plan = fast_target(tmp_path, "clusters", resources={"cpuz": 4})
-    run = new_run(task, plan, tmp_path / "run", {"dryrun": True})
+    run, api = standin_run(tmp_path, options={"dryrun": True}, resources={"cpuz": 4})
     with pytest.raises(Exception, match="cpuz"):
-        SkyPilotBackend(run, {"api": StandIn(tmp_path / "cloud")}).dry_run()
+        SkyPilotBackend(run, {"api": api}).dry_run()
     assert not list((tmp_path / "run" / "sky").glob("*.yaml"))
 
 
@@ -165,10 +176,8 @@ def test_bundle_refuses_truncated_reordered_or_corrupted_results(tmp_path):
 
 
 def test_clusters_run_brings_results_back_intact_and_tears_down(tmp_path):
-    _repo, task, plan = fast_target(tmp_path, "clusters")
-    run = new_run(task, plan, tmp_path / "run")
-    api = StandIn(tmp_path / "cloud", Faults(price=0.5))
-    Orchestrator(run, SkyPilotBackend(run, {"api": api})).execute()
+    run, api = standin_run(tmp_path, faults=Faults(price=0.5))
+    run_on(run, api)
     assert api.live() == []
     exp_dir = tmp_path / "run" / "experiments" / "r1-H1"
     sums = dict(reversed(line.split("  ", 1)) for line in (exp_dir / "SHA256SUMS").read_text().splitlines())
@@ -205,7 +214,7 @@ def test_url_target_winners_are_combined_on_workers_from_bundles(tmp_path):
     run = new_run(task, plan, tmp_path / "run")
     assert not list((tmp_path / "run/repo.git/objects/pack").glob("*.pack"))  # nothing cloned here
     api = StandIn(tmp_path / "cloud")
-    Orchestrator(run, SkyPilotBackend(run, {"api": api})).execute()
+    run_on(run, api)
     assert api.live() == []
     decided = dict(rows(tmp_path / "run", "SELECT id, decision FROM experiments"))
     assert decided == {"r1-H1": "kept", "r1-H2": "kept", "r1-combine-H2": "kept"}, decided
@@ -222,10 +231,8 @@ def run_schedule(base: Path, seed: int) -> dict:
     rng = random.Random(seed)
     mode = rng.choice(["clusters", "clusters", "jobs", "pool"])
     root = base / f"s{seed}"
-    _repo, task, plan = fast_target(root, mode, max_attempts=4)
-    run = new_run(task, plan, root / "run")
     faults = Faults.random(seed)
-    api = StandIn(root / "cloud", faults)
+    run, api = standin_run(root, mode, faults, max_attempts=4)
     orchestrator = Orchestrator(run, SkyPilotBackend(run, {"api": api}))
     sigint_at = rng.choice([None, None, rng.uniform(0.05, 1.2)])
     fired = threading.Event()
@@ -262,7 +269,7 @@ def run_schedule(base: Path, seed: int) -> dict:
         proc.reset()
         resumed = rundir.open_run(root / "run")
         api2 = StandIn(root / "cloud", Faults(seed=seed, price=faults.price))
-        Orchestrator(resumed, SkyPilotBackend(resumed, {"api": api2})).execute()
+        run_on(resumed, api2)
         leaked = api2.live()
         assert leaked == [], (seed, mode, outcome, leaked)
         check_ledger(root / "run", finished=True)
@@ -279,19 +286,37 @@ def duplicates(run_dir: Path) -> int:
     return samples + experiments
 
 
-def run_schedules(base: str, seeds: list[int]) -> list[dict]:
-    proc.reset()
-    return [run_schedule(Path(base), seed) for seed in seeds]
+def run_schedules(base: str, seeds: list[int], count_failures: bool = False) -> list[dict]:
+    """Each seed's schedule in turn. With `count_failures` (the benchmarks) a failed check is a result row
+    with its error, counted as a leak or a duplicate, instead of an AssertionError."""
+    out = []
+    for seed in seeds:
+        proc.reset()
+        try:
+            out.append(run_schedule(Path(base), seed))
+        except AssertionError as error:
+            if not count_failures:
+                raise
+            text = str(error)
+            out.append({"seed": seed, "error": text[:300], "leaked": 1 if "live" in text or "cluster" in text else 0,
+                        "duplicates": 0 if "live" in text else 1})
+    return out
 
 
-def test_fifty_random_fault_schedules_leave_nothing_up(tmp_path):
+def fault_schedules(base: Path, count: int, count_failures: bool = False) -> list[dict]:
+    """Seeds 0..count-1 over four spawned processes (a simulated SIGINT stops only its own process's run);
+    also what benchmarks/fault_schedules.py and cloud_utilization.py measure."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    seeds = list(range(50))
-    shards = [seeds[i::4] for i in range(4)]  # four processes: a simulated SIGINT stops only its own run
+    seeds = list(range(count))
+    shards = [seeds[i::4] for i in range(4)]
     with ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("spawn")) as pool:
-        results = [r for shard in pool.map(run_schedules, [str(tmp_path)] * 4, shards) for r in shard]
+        return [r for shard in pool.map(run_schedules, [str(base)] * 4, shards, [count_failures] * 4) for r in shard]
+
+
+def test_fifty_random_fault_schedules_leave_nothing_up(tmp_path):
+    results = fault_schedules(tmp_path, 50)
     assert len(results) == 50
     outcomes = [r["outcome"] for r in results]
     assert all(o in ("done", "interrupted, resumed", "baseline failed") for o in outcomes), outcomes
@@ -301,27 +326,32 @@ def test_fifty_random_fault_schedules_leave_nothing_up(tmp_path):
     assert sum(r["leaked"] for r in results) == 0 and sum(r["duplicates"] for r in results) == 0
 
 
-def budget_target(root: Path, count: int):
+def budget_target(root: Path, mode: str = "clusters", count: int = 2):
     hypotheses = {f"H{i}": {"value.txt": f"{100 + i}\n"} for i in range(1, count + 1)}
     original = conftest.BENCH
     conftest.BENCH = FAST_BENCH
     try:
-        return conftest.make_target(root, hypotheses, task_extra=task_extra("clusters", price_per_hour=3600.0) + "build: sleep 0.3\n")
+        return conftest.make_target(root, hypotheses, task_extra=task_extra(mode, price_per_hour=3600.0) + "build: sleep 0.3\n")
     finally:
         conftest.BENCH = original
 
 
+def dollar_a_second() -> Faults:
+    return Faults(price=3600.0, provision=(0.01, 0.02))
+
+
+def calibrated_budget(root: Path, count: int, factor: float) -> float:
+    """At $1 per worker-second the cost is this machine's speed: `factor` times what a `count`-experiment
+    run beside the test spent, instead of assuming an idle machine."""
+    calibration, api = standin_run(root, faults=dollar_a_second(), target=budget_target, count=count)
+    run_on(calibration, api)
+    return factor * calibration.ledger.cost()
+
+
 def test_budget_stops_before_crossing_and_tears_down(tmp_path):
-    # $1 per worker-second, so the cost is this machine's speed: calibrate on a two-experiment run
-    # beside it instead of assuming an idle machine, then give the eight-experiment run 1.5 times that.
-    _repo, task, plan = budget_target(tmp_path / "calibrate", 2)
-    calibration = new_run(task, plan, tmp_path / "calibrate" / "run")
-    Orchestrator(calibration, SkyPilotBackend(calibration, {"api": StandIn(tmp_path / "cloud0", Faults(price=3600.0, provision=(0.01, 0.02)))})).execute()
-    budget = 1.5 * calibration.ledger.cost()
-    _repo, task, plan = budget_target(tmp_path, 8)
-    run = new_run(task, plan, tmp_path / "run", {"budget_usd": budget})
-    api = StandIn(tmp_path / "cloud", Faults(price=3600.0, provision=(0.01, 0.02)))
-    result = Orchestrator(run, SkyPilotBackend(run, {"api": api})).execute()
+    budget = calibrated_budget(tmp_path / "calibrate", 2, 1.5)  # and an eight-experiment run
+    run, api = standin_run(tmp_path, faults=dollar_a_second(), options={"budget_usd": budget}, target=budget_target, count=8)
+    result = run_on(run, api)
     spent = run.ledger.cost()
     assert result["status"] == "budget", result
     assert spent <= budget, (spent, budget)
@@ -337,23 +367,35 @@ HANG_BENCH = '#!/bin/sh\nif [ -f hang.txt ]; then exec sleep 100000; fi\necho "M
 def test_running_experiments_stop_before_the_budget_is_crossed(tmp_path):
     """The launch-time projection is beaten on purpose (the candidates' benchmark never ends): the
     hard stop ends the running experiments undecided, tears down, and the spend stays within budget."""
-    _repo, task, plan = budget_target(tmp_path / "calibrate", 1)
-    calibration = new_run(task, plan, tmp_path / "calibrate" / "run")
-    Orchestrator(calibration, SkyPilotBackend(calibration, {"api": StandIn(tmp_path / "cloud0", Faults(price=3600.0, provision=(0.01, 0.02)))})).execute()
-    budget = 4 * calibration.ledger.cost()
+    budget = calibrated_budget(tmp_path / "calibrate", 1, 4)
     _repo, task, plan = conftest.make_target(tmp_path, {"H1": {"hang.txt": "x\n"}, "H2": {"hang.txt": "y\n"}, "H3": {"value.txt": "130\n"}},
                                              files={"bench.sh": HANG_BENCH},
                                              task_extra=task_extra("clusters", price_per_hour=3600.0) + "build: sleep 0.3\n")
     task.write_text(task.read_text().replace("bench: 5,", "bench: 3600,"))  # only the budget ends them
     run = new_run(task, plan, tmp_path / "run", {"budget_usd": budget})
-    api = StandIn(tmp_path / "cloud", Faults(price=3600.0, provision=(0.01, 0.02)))
-    result = Orchestrator(run, SkyPilotBackend(run, {"api": api})).execute()
+    api = StandIn(tmp_path / "cloud", dollar_a_second())
+    result = run_on(run, api)
     assert result["status"] == "budget", result
     assert run.ledger.cost() <= budget, (run.ledger.cost(), budget)
     assert api.live() == []
     states = dict(rows(tmp_path / "run", "SELECT id, status FROM experiments"))
     assert states["r1-H1"] == states["r1-H2"] == "pending", states  # stopped undecided: resume repeats them
     assert any("stopping them before it is crossed" in e["message"] for e in run.ledger.events())
+
+
+def test_the_hard_stop_sees_each_cost_row_as_it_is_written(tmp_path):
+    """The hard stop reads the spend every 0.2 s from a total the ledger sums again only when a cost row is
+    written: a row written after it last looked, by this process or another one, still stops the run."""
+    run, api = standin_run(tmp_path, faults=Faults(price=3600.0), options={"budget_usd": 10.0}, price_per_hour=3600.0)
+    orchestrator = Orchestrator(run, SkyPilotBackend(run, {"api": api}))
+    assert not orchestrator._crossing_budget()  # nothing spent, no worker held: the total is now cached
+    other = sqlite3.connect(tmp_path / "run" / "ledger.sqlite", isolation_level=None)  # e.g. `down` charging idle time
+    other.execute("INSERT INTO costs (experiment_id, kind, usd, detail, created) VALUES (NULL, 'compute', 4.0, 'idle', 0)")
+    other.close()
+    assert run.ledger.cost() == 4.0 and not orchestrator._crossing_budget() and orchestrator._budget_stop is None
+    run.ledger.add_cost("compute", 6.0, "baseline", detail="ra-run-1")  # as the backend charges an experiment
+    assert orchestrator._crossing_budget()
+    assert orchestrator._budget_stop.startswith("budget: $10.00 spent and $0.00 held by running workers")
 
 
 # --- the CLI: bad input, SIGKILL then down / resume ----------------------------------------------------
@@ -412,6 +454,24 @@ def start_cli(args, cwd, env):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+SLOW = {"H1": {"value.txt": "130\n", "delay.txt": "0.3\n"}, "H2": {"value.txt": "90\n", "delay.txt": "0.3\n"}}
+
+
+def running_cli(root: Path, mode: str = "clusters", target=None):
+    """`optimize` in a subprocess against the stand-in (SLOW hypotheses unless `target` says), returned once an
+    experiment runs on a worker that is up: (process, env)."""
+    _repo, task, plan = target(root, mode) if target else fast_target(root, mode, hypotheses=SLOW)
+    env = standin_env(root)
+    process = start_cli(["optimize", str(task), "--plan", str(plan), "--run-dir", "run"], root, env)
+    wait_for_running(root / "run", process)
+    return process, env
+
+
+def kill(process) -> None:
+    process.kill()
+    process.wait(30)
+
+
 def wait_for_running(run_dir: Path, process, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -430,13 +490,8 @@ def wait_for_running(run_dir: Path, process, timeout=60):
 
 @pytest.mark.parametrize("mode", ["clusters", "jobs"])
 def test_sigkill_then_down_removes_everything(tmp_path, mode):
-    slow = {"H1": {"value.txt": "130\n", "delay.txt": "0.3\n"}, "H2": {"value.txt": "90\n", "delay.txt": "0.3\n"}}
-    _repo, task, plan = fast_target(tmp_path, mode, hypotheses=slow)
-    env = standin_env(tmp_path)
-    process = start_cli(["optimize", str(task), "--plan", str(plan), "--run-dir", "run"], tmp_path, env)
-    wait_for_running(tmp_path / "run", process)
-    process.kill()
-    process.wait(30)
+    process, env = running_cli(tmp_path, mode)
+    kill(process)
     assert StandIn(tmp_path / "cloud").live(), "the kill should leave workers up"
     result = cli(["down", "run"], tmp_path, env)
     assert result.returncode == 0, result.stderr
@@ -450,13 +505,8 @@ def test_sigkill_then_down_removes_everything(tmp_path, mode):
 
 
 def test_sigkill_then_resume_reattaches_and_finishes(tmp_path):
-    slow = {"H1": {"value.txt": "130\n", "delay.txt": "0.3\n"}, "H2": {"value.txt": "90\n", "delay.txt": "0.3\n"}}
-    _repo, task, plan = fast_target(tmp_path, "clusters", hypotheses=slow)
-    env = standin_env(tmp_path)
-    process = start_cli(["optimize", str(task), "--plan", str(plan), "--run-dir", "run"], tmp_path, env)
-    wait_for_running(tmp_path / "run", process)
-    process.kill()
-    process.wait(30)
+    process, env = running_cli(tmp_path)
+    kill(process)
     up_before = {r[0] for r in rows(tmp_path / "run", "SELECT id FROM workers WHERE status='up'")}
     launches_before = StandIn(tmp_path / "cloud").state["counters"]["launch"]
     result = cli(["resume", "run"], tmp_path, env, timeout=120)
@@ -503,10 +553,7 @@ def test_help_does_not_import_skypilot():
 
 
 def test_sigterm_tears_down_and_prints_the_resume_line(tmp_path):
-    slow = {"H1": {"value.txt": "130\n", "delay.txt": "0.3\n"}, "H2": {"value.txt": "90\n", "delay.txt": "0.3\n"}}
-    _repo, task, plan = fast_target(tmp_path, "pool", hypotheses=slow)
-    process = start_cli(["optimize", str(task), "--plan", str(plan), "--run-dir", "run"], tmp_path, standin_env(tmp_path))
-    wait_for_running(tmp_path / "run", process)
+    process, _env = running_cli(tmp_path, "pool")
     process.send_signal(signal.SIGTERM)
     _out, err = process.communicate(timeout=60)
     assert process.returncode == 143, err
@@ -556,9 +603,7 @@ def hang_target(root: Path, mode: str, **workers):
 
 def test_pool_down_waits_for_cancelled_jobs_and_checks_the_pool_is_gone(tmp_path):
     """Item 1: sky.jobs.cancel is asynchronous and pool_down ignores a pool with unfinished jobs."""
-    _repo, task, plan = hang_target(tmp_path, "pool")
-    run = new_run(task, plan, tmp_path / "run")
-    api = StandIn(tmp_path / "cloud")
+    run, api = standin_run(tmp_path, "pool", target=hang_target)
     backend, thread, _outcome = start_in_thread(run, api)
     wait_until(lambda: managed_running(api))
     backend.down_all()
@@ -574,10 +619,8 @@ def test_pool_jobs_get_their_inputs_without_workdir_or_file_mounts(tmp_path):
     """Item 2: a pool job's YAML sets neither workdir nor file_mounts; the inputs travel in its env."""
     import sky
 
-    _repo, task, plan = fast_target(tmp_path, "pool")
-    run = new_run(task, plan, tmp_path / "run")
-    api = StandIn(tmp_path / "cloud")
-    Orchestrator(run, SkyPilotBackend(run, {"api": api})).execute()
+    run, api = standin_run(tmp_path, "pool")
+    run_on(run, api)
     assert api.live() == []
     decisions = dict(rows(tmp_path / "run", "SELECT hypothesis, decision FROM experiments"))
     assert decisions == {"H1": "kept", "H2": "discarded"}, decisions
@@ -589,13 +632,8 @@ def test_pool_jobs_get_their_inputs_without_workdir_or_file_mounts(tmp_path):
 
 def test_down_prints_each_leftover_with_its_sky_command_and_exits_9(tmp_path):
     """Item 3: a failed removal is reported (exit 9, the exact `sky` command) and the row stays live."""
-    slow = {"H1": {"value.txt": "130\n", "delay.txt": "0.3\n"}, "H2": {"value.txt": "90\n", "delay.txt": "0.3\n"}}
-    _repo, task, plan = fast_target(tmp_path, "clusters", hypotheses=slow)
-    env = standin_env(tmp_path)
-    process = start_cli(["optimize", str(task), "--plan", str(plan), "--run-dir", "run"], tmp_path, env)
-    wait_for_running(tmp_path / "run", process)
-    process.kill()
-    process.wait(30)
+    process, env = running_cli(tmp_path)
+    kill(process)
     failing = cli(["down", "run"], tmp_path, standin_env(tmp_path, Faults(down_fails=True)))
     assert failing.returncode == 9, (failing.stdout, failing.stderr)
     assert "sky down ra-run-1 -y" in failing.stdout and "nothing to remove" not in failing.stdout
@@ -610,9 +648,7 @@ def test_down_prints_each_leftover_with_its_sky_command_and_exits_9(tmp_path):
 def test_a_launch_in_flight_is_cancelled_by_its_request_id(tmp_path):
     """Item 4: the request id is in the ledger as soon as it exists; down cancels by it (sky down of an
     INIT cluster would not stop the launch); the cluster is marked down once SkyPilot shows it gone."""
-    _repo, task, plan = fast_target(tmp_path, "clusters")
-    run = new_run(task, plan, tmp_path / "run")
-    api = StandIn(tmp_path / "cloud", Faults(provision=(30.0, 30.0), launch_request_delay=0.2))
+    run, api = standin_run(tmp_path, faults=Faults(provision=(30.0, 30.0), launch_request_delay=0.2))
     backend = SkyPilotBackend(run, {"api": api})
     backend._prepare()
     backend._ensure_clusters(1)
@@ -632,14 +668,10 @@ def test_a_launch_in_flight_is_cancelled_by_its_request_id(tmp_path):
 
 def test_reattach_cancels_what_the_killed_run_left_running(tmp_path):
     """Item 5: sky.cancel(cluster, job_ids=[]) cancels nothing: re-attach must cancel every job."""
-    _repo, task, plan = hang_target(tmp_path, "clusters")
-    env = standin_env(tmp_path)
-    process = start_cli(["optimize", str(task), "--plan", str(plan), "--run-dir", "run"], tmp_path, env)
-    wait_for_running(tmp_path / "run", process)
+    process, _env = running_cli(tmp_path, target=hang_target)
     api = StandIn(tmp_path / "cloud")
     wait_until(lambda: any(j["name"] and "r1-h" in j["name"] for j in api._load()["jobs"].values()))
-    process.kill()
-    process.wait(30)
+    kill(process)
     resumed = rundir.open_run(tmp_path / "run")
     api = StandIn(tmp_path / "cloud")
     backend = SkyPilotBackend(resumed, {"api": api})
@@ -667,9 +699,7 @@ def test_price_lookup_takes_one_resources_from_skypilots_set():
 def test_managed_job_failures_read_their_reason_from_queue_v2(tmp_path, status):
     """Items 7, 8: the reason comes only when failure_reason is asked for; no capacity is exit 8 at once,
     a precheck failure a clear failure without another attempt."""
-    _repo, task, plan = fast_target(tmp_path, "jobs")
-    run = new_run(task, plan, tmp_path / "run")
-    api = StandIn(tmp_path / "cloud", Faults(managed_fail={2: status}))
+    run, api = standin_run(tmp_path, "jobs", Faults(managed_fail={2: status}))
     orchestrator = Orchestrator(run, SkyPilotBackend(run, {"api": api}))
     if status == "FAILED_NO_RESOURCE":
         with pytest.raises(CloudError, match="no capacity: FAILED_NO_RESOURCE: simulated"):
@@ -695,10 +725,8 @@ def test_exec_failures_requeue_and_replace_the_cluster(tmp_path):
                   exceptions.ApiServerConnectionError("http://127.0.0.1:1"), ConnectionError("reset")):
         assert isinstance(exec_error(error), WorkerLost), error
     assert isinstance(exec_error(ValueError("bad task")), ValueError)
-    _repo, task, plan = fast_target(tmp_path, "clusters")
-    run = new_run(task, plan, tmp_path / "run")
-    api = StandIn(tmp_path / "cloud", Faults(exec_lost=[2]))
-    Orchestrator(run, SkyPilotBackend(run, {"api": api})).execute()
+    run, api = standin_run(tmp_path, faults=Faults(exec_lost=[2]))
+    run_on(run, api)
     decisions = dict(rows(tmp_path / "run", "SELECT hypothesis, decision FROM experiments"))
     assert decisions == {"H1": "kept", "H2": "discarded"}, decisions
     assert any(c[0] == "launch" and c[1].endswith("-g2") for c in api.calls), api.calls  # the worker was replaced
@@ -710,34 +738,28 @@ def test_spot_only_where_spot_exists_and_infra_instead_of_cloud_region_zone(tmp_
     """Items 10, 11: Slurm/Kubernetes-only users get on-demand (said once); cloud/region/zone -> infra."""
     import sky
 
-    _repo, task, plan = fast_target(tmp_path / "a", "clusters")
-    run = new_run(task, plan, tmp_path / "a" / "run", {"dryrun": True})
-    backend = SkyPilotBackend(run, {"api": StandIn(tmp_path / "cloud", Faults(infra=["Slurm", "Kubernetes"]))})
+    run, api = standin_run(tmp_path / "a", faults=Faults(infra=["Slurm", "Kubernetes"]), options={"dryrun": True})
+    backend = SkyPilotBackend(run, {"api": api})
     written, lines = backend.dry_run()
     assert not next(iter(sky.Task.from_yaml(str(written[0])).resources)).use_spot
     assert any("on-demand" in line for line in lines)
     assert [e["message"] for e in run.ledger.events() if "no spot market" in e["message"]]
-    _repo, task, plan = fast_target(tmp_path / "b", "clusters", cloud="aws", region="us-east-1")
-    run = new_run(task, plan, tmp_path / "b" / "run", {"dryrun": True})
-    written, _lines = SkyPilotBackend(run, {"api": StandIn(tmp_path / "cloud")}).dry_run()
+    run, api = standin_run(tmp_path / "b", options={"dryrun": True}, cloud="aws", region="us-east-1")
+    written, _lines = SkyPilotBackend(run, {"api": api}).dry_run()
     text = written[0].read_text()
     assert "infra: \"aws/us-east-1\"" in text and "cloud:" not in text and "region:" not in text
 
 
 def test_pool_whose_workers_never_come_up_times_out(tmp_path):
     """Item 11: managed jobs PENDING on a pool that never gets workers end as no capacity (exit 8)."""
-    _repo, task, plan = fast_target(tmp_path, "pool", launch_timeout=1)
-    run = new_run(task, plan, tmp_path / "run")
-    api = StandIn(tmp_path / "cloud", Faults(pool_never_ready=True))
+    run, api = standin_run(tmp_path, "pool", Faults(pool_never_ready=True), launch_timeout=1)
     with pytest.raises(CloudError, match="no capacity: pool .* did not come up"):
-        Orchestrator(run, SkyPilotBackend(run, {"api": api})).execute()
+        run_on(run, api)
     assert api.live() == []
 
 
 def test_a_failed_pool_is_removed_not_reattached(tmp_path):
-    _repo, task, plan = fast_target(tmp_path, "pool")
-    run = new_run(task, plan, tmp_path / "run")
-    api = StandIn(tmp_path / "cloud")
+    run, api = standin_run(tmp_path, "pool")
     backend = SkyPilotBackend(run, {"api": api})
     backend._prepare()
     backend._ensure_pool(1)
@@ -752,9 +774,7 @@ def test_a_failed_pool_is_removed_not_reattached(tmp_path):
 
 def test_sweep_leaves_a_run_whose_name_extends_this_one(tmp_path):
     """Item 11: `ra-run-` must not match run `run-2`'s `ra-run-2-1`."""
-    _repo, task, plan = fast_target(tmp_path, "clusters")
-    run = new_run(task, plan, tmp_path / "run")
-    api = StandIn(tmp_path / "cloud")
+    run, api = standin_run(tmp_path)
     with api._lock:
         for name in ("ra-run-2-1", "ra-run-1"):
             api.state["clusters"][name] = {"status": "UP", "home": None, "autostop": None, "created": time.time()}

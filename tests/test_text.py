@@ -33,3 +33,21 @@ def test_first_and_last_line():
     text = "\n  \n first \nmiddle\n last  \n\n"
     assert first_line(text) == "first" and last_line(text) == "last"
     assert first_line("") == last_line(" \n ") == ""
+
+
+def test_error_lines_are_plain_single_lines_or_the_class_name():
+    from research_agent.text import error_line, plain
+
+    assert plain("\x1b[33mPool 'x'\x1b[0m busy\x1b[?25l") == "Pool 'x' busy"
+    assert error_line(RuntimeError("\x1b[31mno\n  capacity\x1b[0m")) == "no capacity"
+    assert error_line(ValueError()) == "ValueError" and error_line(KeyError("")) == "''"
+    assert error_line(OSError("x" * 50), 10) == "x" * 9 + "…"
+
+
+def test_cut_at_word_ends_on_a_whole_word():
+    from research_agent.text import cut_at_word
+
+    assert cut_at_word("Block the loops\n for cache reuse", 40) == "Block the loops for cache reuse"
+    assert cut_at_word("Block the loops, for cache reuse", 18) == "Block the loops…"  # no dangling comma
+    assert cut_at_word("x" * 30, 10) == "x" * 9 + "…"  # one long word: cut inside it
+    assert len(cut_at_word("word " * 40, 48)) <= 48

@@ -20,11 +20,9 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import UserError
+from ..text import error_line
 from .base import WorkersUnavailable
 
-# Cluster / job states as strings (SkyPilot's enums' values).
-JOB_DONE = {"SUCCEEDED"}
-JOB_FAILED = {"FAILED", "FAILED_SETUP", "FAILED_DRIVER", "FAILED_PRECHECKS", "FAILED_NO_RESOURCE", "FAILED_CONTROLLER", "CANCELLED"}
 # What we read of a managed job. sky.jobs.client.sdk.queue_v2's default fields
 # (sky.jobs.constants.DEFAULT_MANAGED_JOB_FIELDS) leave out failure_reason: name it.
 JOB_FIELDS = ("job_id", "job_name", "status", "recovery_count", "job_duration", "failure_reason")
@@ -49,12 +47,12 @@ def _launch_error(error: BaseException) -> LaunchError:
     from sky import exceptions
 
     if isinstance(error, exceptions.NoCloudAccessError):
-        return LaunchError(f"no infra enabled: run `sky check` ({_first_line(error)})", unavailable=True)
+        return LaunchError(f"no infra enabled: run `sky check` ({error_line(error, 400)})", unavailable=True)
     if isinstance(error, exceptions.ResourcesUnavailableError):
-        return LaunchError(_first_line(error), unavailable=not getattr(error, "failover_history", None))
+        return LaunchError(error_line(error, 400), unavailable=not getattr(error, "failover_history", None))
     if isinstance(error, exceptions.RequestCancelled):
         return LaunchError("launch cancelled")
-    return LaunchError(_first_line(error))
+    return LaunchError(error_line(error, 400))
 
 
 class WorkerLost(Exception):
@@ -87,14 +85,6 @@ def installed() -> bool:
     except (ImportError, ValueError):
         return False
     return spec is not None and spec.origin is not None
-
-
-def _first_line(error: BaseException) -> str:
-    import re
-
-    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(error))  # SkyPilot's messages carry colorama codes
-    text = " ".join(text.split()) or type(error).__name__
-    return text[:400]
 
 
 def _field(record, name: str, default=None):
@@ -181,7 +171,7 @@ class SkyAPI:
         try:
             statuses = sky.get(sky.job_status(cluster, [job_id]))
         except (exceptions.ClusterNotUpError, exceptions.ClusterDoesNotExist) as error:
-            raise WorkerLost(_first_line(error)) from None
+            raise WorkerLost(error_line(error, 400)) from None
         return _value(statuses.get(job_id, statuses.get(str(job_id))))
 
     def cluster_status(self, names: list[str]) -> dict[str, str]:
@@ -410,7 +400,7 @@ def exec_error(error: BaseException) -> Exception:
     except ImportError:  # pragma: no cover - SkyPilot depends on requests
         pass
     if isinstance(error, lost):
-        return WorkerLost(f"{type(error).__name__}: {_first_line(error)}")
+        return WorkerLost(f"{type(error).__name__}: {error_line(error, 400)}")
     return error
 
 

@@ -13,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..errors import UserError
+from ..text import error_line
 
 # What the worker imports on the VM (beyond the standard library): experiment, gate, proc.
 WORKER_REQUIREMENTS = ["numpy>=1.26", "pathspec>=0.12", "psutil>=5.9"]
@@ -89,8 +90,7 @@ def validate(text: str, where: str) -> None:
     try:
         sky.Task.from_yaml_str(text)
     except Exception as error:  # SkyPilot raises ValueError, schema errors, its own exceptions
-        message = " ".join(str(error).split()) or type(error).__name__
-        raise UserError(f"generated SkyPilot task {where} is invalid: {message}") from None
+        raise UserError(f"generated SkyPilot task {where} is invalid: {error_line(error)}") from None
 
 
 def write(path: Path, text: str) -> Path:

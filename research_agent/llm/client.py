@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 from ..errors import UserError
 from ..retry import HTTP_RETRY_STATUSES, Transient, aretrying, retry_after, retrying
 from ..prices import PriceTable
+from ..text import one_line
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 BASE_URL_VAR = "RESEARCH_AGENT_BASE_URL"
@@ -467,10 +468,7 @@ class LLMClient:
                 message = error
         elif isinstance(body, str) and body.strip():
             message = body.strip()
-        text = " ".join(str(message or fallback).split())
-        if len(text) > 400:
-            text = text[:400] + "…"
-        return self._scrub(text)
+        return self._scrub(one_line(message or fallback, 400))
 
     def _scrub(self, text: str) -> str:
         """Provider messages sometimes echo the key they were sent: never pass it on."""

@@ -27,6 +27,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
+from ..text import clip, first_line, last_line
 from .base import SourceItem
 from .history import ZERO, Change, Commit, advance, ancestors, compose, dependencies, parse_raw
 
@@ -695,14 +696,11 @@ def _diff_paths(diff: str) -> list[str]:
 
 
 def _last_line(data: bytes | str) -> str:
-    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][:300] if lines else ""
+    return clip(last_line(data.decode("utf-8", "replace") if isinstance(data, bytes) else data), 300)
 
 
 def _first_error(data: bytes) -> str:
-    lines = [line.strip() for line in data.decode("utf-8", "replace").splitlines() if line.strip()]
-    for line in lines:
-        if line.startswith(("error:", "fatal:")):
-            return line[:300]
-    return lines[0][:300] if lines else ""
+    """git's first `error:`/`fatal:` line, else its first line."""
+    text = data.decode("utf-8", "replace")
+    errors = (line.strip() for line in text.splitlines() if line.strip().startswith(("error:", "fatal:")))
+    return clip(next(errors, None) or first_line(text), 300)

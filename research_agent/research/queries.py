@@ -47,11 +47,7 @@ def build_queries(task, base_repo: Path, commit: str) -> list[str]:
     hot = hot_files(files, task.goal)
     if hot:
         queries.append(f"{task.name} {' '.join(hot)} performance optimization")
-    seen: list[str] = []
-    for query in queries:
-        if query and query not in seen:
-            seen.append(query)
-    return seen[:MAX_QUERIES]
+    return _distinct(queries)
 
 
 # --- between rounds: queries from what the run tried ------------------------------------------
@@ -113,8 +109,9 @@ def learned_queries(task, tried: list[str], profile: str = "", code_words: set[s
         queries.append(f"{task.goal} {' '.join(stems)}".strip())
     if hot:
         queries.append(f"{' '.join(hot)} performance")
-    seen: list[str] = []
-    for query in queries:
-        if query and query not in seen:
-            seen.append(query)
-    return seen[:MAX_QUERIES]
+    return _distinct(queries)
+
+
+def _distinct(queries: list[str]) -> list[str]:
+    """The non-empty queries, each once, in order, at most MAX_QUERIES."""
+    return list(dict.fromkeys(query for query in queries if query))[:MAX_QUERIES]

@@ -5,12 +5,12 @@ deliver the verified files into the experiment's folder. The mode supplies `_att
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 from typing import Callable
 
 from ... import git, proc
+from ...text import clip, error_line
 from ..sky_api import CloudError, LaunchError, WorkerLost
 
 class TransferError(Exception):
@@ -36,8 +36,7 @@ def _cloud_error(error: LaunchError) -> CloudError:
 
 
 def _why(error: BaseException) -> str:
-    text = getattr(error, "reason", None) or " ".join(re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(error)).split()) or type(error).__name__
-    return text[:300]
+    return clip(getattr(error, "reason", None) or error_line(error), 300)
 
 
 def _samples(files: dict[str, bytes], name: str = "samples.jsonl") -> list[dict]:

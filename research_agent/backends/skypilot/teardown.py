@@ -84,7 +84,7 @@ class TeardownMixin:
                     gone.append(worker.id)
                 elif status is not None:
                     self._pool_ready, self._ever_up = True, True
-                    self._pool_since, self._pool_charged = worker.created, 0.0
+                    self._pool_since = worker.created
                     self._say(f"re-attached to worker pool {worker.id}", kind="resume")
                 else:
                     self.ledger.set_worker_status(worker.id, WorkerStatus.DOWN)

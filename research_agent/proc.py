@@ -136,6 +136,10 @@ class Captured:
     stderr: bytes
     timed_out: bool = False
 
+    @property
+    def text(self) -> str:
+        return self.stdout.decode("utf-8", "replace")
+
 
 def capture(argv: list[str], cwd: str | Path | None = None, env: dict[str, str] | None = None, timeout: float | None = None,
             input: bytes | None = None) -> Captured:

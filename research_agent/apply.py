@@ -10,7 +10,6 @@ objects and the new branch ref, created atomically (an existing branch is never 
 
 from __future__ import annotations
 
-import os
 import tempfile
 import textwrap
 from dataclasses import dataclass, field
@@ -152,8 +151,7 @@ class Replayer:
 
     def builds(self, commit: str) -> str | None:
         """None if the task's build passes on `commit`'s files (exported to a scratch folder), else why not."""
-        import subprocess
-
+        from . import git as layer
         from . import proc
 
         if not self.run.task.build:
@@ -161,8 +159,10 @@ class Replayer:
         folder = Path(self._scratch.name) / f"build-{commit[:12]}"
         folder.mkdir()
         tree = f"{commit}:{self.where.prefix}" if self.where.prefix else commit
-        archive = subprocess.run(["git", "archive", "--format=tar", tree], cwd=str(self.where.toplevel), capture_output=True)
-        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True, capture_output=True)
+        archive = layer.call(self.where.toplevel, "archive", "--format=tar", tree, user=True)
+        untar = proc.capture(["tar", "-x", "-C", str(folder)], input=archive.stdout)
+        if untar.returncode != 0:
+            raise TargetError(f"cannot export {commit[:12]}: {untar.stderr.decode('utf-8', 'replace').strip()}")
         result = proc.run(self.run.task.build, cwd=folder, timeout=self.run.task.timeouts.build)
         if result.ok:
             return None
@@ -226,16 +226,15 @@ def _patch(run_repo: Path, change: Change) -> str:
 
 def _commit_patch(where: Target, parent: str, patch: str, message: str, env: dict, change: Change, scratch: str) -> str:
     """`patch` applied to `parent`'s tree on the private index, committed on `parent`; returns the commit."""
-    import subprocess
+    from . import git as layer
 
     git(["read-tree", parent], cwd=where.toplevel, env=env)
-    args = ["git", "apply", "--cached", "--binary", "--3way"]
+    args = ["apply", "--cached", "--binary", "--3way"]
     if where.prefix:
         args.append(f"--directory={where.prefix}")
-    result = subprocess.run(args, cwd=str(where.toplevel), input=patch, capture_output=True, text=True,
-                            env={**os.environ, **env})
+    result = layer.call(where.toplevel, *args, input=patch, env=env, user=True)
     if result.returncode != 0:
-        reason = (result.stderr or result.stdout).strip().splitlines()
+        reason = (result.stderr or result.stdout).decode("utf-8", "replace").strip().splitlines()
         raise TargetError(f"{change.exp['id']} does not apply to {parent[:12]} in {where.toplevel.name}/: "
                           f"{reason[-1] if reason else 'git apply failed'}")
     tree = git(["write-tree"], cwd=where.toplevel, env=env)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
+from . import git
 from pathlib import Path
 
 PLACEHOLDER = b"\0worktree\0"
@@ -51,10 +51,10 @@ def all_read(workdir: Path, changed: list[str]) -> bool:
 def outputs(workdir: Path) -> dict[str, str]:
     """{path: digest} of every file the build created or changed in `workdir`."""
     workdir = Path(workdir)
-    listing = subprocess.run(
-        ["git", "status", "--porcelain=v1", "-z", "--ignored", "--untracked-files=all", "--no-renames"],
-        cwd=str(workdir), capture_output=True, check=True, env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
-    ).stdout.decode("utf-8", "surrogateescape")
+    status = git.call(workdir, "status", "--porcelain=v1", "-z", "--ignored", "--untracked-files=all", "--no-renames", user=True)
+    if status.returncode != 0:
+        raise git.GitError(("status",), status.stderr.decode("utf-8", "replace").strip(), status.returncode)
+    listing = status.stdout.decode("utf-8", "surrogateescape")
     root = os.fsencode(str(workdir.resolve()))
     found: dict[str, str] = {}
     for entry in filter(None, listing.split("\0")):

@@ -190,7 +190,7 @@ def _execute(job: Job, runtime: Runtime, base_dir: Path, cand_dir: Path, message
     commit, changed = commit_candidate(cand_dir, message)
     if not changed:
         return JobResult("failed", "no change", runtime=outcome)
-    (job.exp_dir / "patch.diff").write_text(_git(cand_dir, "diff", "HEAD~1", "HEAD", strip=False), encoding="utf-8")  # unstripped: a last context line may be " "
+    (job.exp_dir / "patch.diff").write_text(git.in_worktree(cand_dir, "diff", "HEAD~1", "HEAD", strip=False), encoding="utf-8")  # unstripped: a last context line may be " "
     touched = protected_touched(changed, job.protected)
     if touched:
         return JobResult("rejected", f"protected path touched: {', '.join(touched)}", cand_commit=commit, changed=changed, runtime=outcome)
@@ -369,7 +369,7 @@ def _signed(x: float) -> str:
 
 def clean_build(workdir: Path, commands: Commands, log: Path) -> str | None:
     """Build from clean (untracked and ignored files removed); returns a failure line or None."""
-    _git(workdir, "clean", "-f", "-d", "-x", "-q")
+    git.in_worktree(workdir, "clean", "-f", "-d", "-x", "-q")
     if not commands.build:
         return None
     result = run_command(commands, commands.build, workdir, commands.build_timeout, log)
@@ -408,19 +408,14 @@ def retry_on_new_best(reason: str | None) -> bool:
 
 def commit_candidate(workdir: Path, message: str) -> tuple[str, list[str]]:
     """Commit everything the runtime changed on disk — the disk is the truth, not the transcript."""
-    _git(workdir, "add", "--all", ".")
-    changed = [line for line in _git(workdir, "diff", "--cached", "--name-only", "HEAD").splitlines() if line]
+    git.in_worktree(workdir, "add", "--all", ".")
+    changed = [line for line in git.in_worktree(workdir, "diff", "--cached", "--name-only", "HEAD").splitlines() if line]
     if not changed:
-        return _git(workdir, "rev-parse", "HEAD"), []
-    _git(workdir, "commit", "--quiet", "--no-verify", "-m", message)
-    return _git(workdir, "rev-parse", "HEAD"), changed
+        return git.in_worktree(workdir, "rev-parse", "HEAD"), []
+    git.in_worktree(workdir, "commit", "--quiet", "--no-verify", "-m", message)
+    return git.in_worktree(workdir, "rev-parse", "HEAD"), changed
 
 
 def protected_touched(changed: list[str], protected: list[str]) -> list[str]:
     spec = pathspec.PathSpec.from_lines("gitwildmatch", protected)
     return [path for path in changed if spec.match_file(path)]
-
-
-def _git(workdir: Path, *args: str, strip: bool = True) -> str:
-    # Linked worktrees only: git.in_worktree refuses a `.git` the runtime replaced, and runs hooks-off.
-    return git.in_worktree(workdir, *args, strip=strip)

@@ -13,10 +13,16 @@ directory or pointer planted by an agent would bring its own config (filters, fs
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
-from .target import GIT_IDENTITY
+from . import proc
+
+GIT_IDENTITY = {  # author and committer of every commit the tool makes
+    "GIT_AUTHOR_NAME": "research-agent",
+    "GIT_AUTHOR_EMAIL": "research-agent@localhost",
+    "GIT_COMMITTER_NAME": "research-agent",
+    "GIT_COMMITTER_EMAIL": "research-agent@localhost",
+}
 
 TIMEOUT_S = 600.0
 # Settings forced on every call. hooksPath=/dev/null: no hook can exist under it (an empty place no
@@ -54,20 +60,42 @@ def argv(cwd: Path | str | None, *args: str) -> list[str]:
     return ["git", *forced, *args]
 
 
-def run(cwd: Path | str, *args: str, strip: bool = True, timeout: float = TIMEOUT_S, input: str | None = None) -> str:
-    """Run `git args` in `cwd`; its stdout (stripped unless asked not to). GitError on failure or timeout."""
+# Redirections dropped even for git on the user's own repository (explicit `env` may still set them).
+LOCATION = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES")
+
+
+def user_environment(env: dict[str, str] | None = None) -> dict[str, str]:
+    """For git on the user's repository or a clone for them: their config and credentials are read
+    (global excludes, credential helpers, GIT_SSH_COMMAND), the index is never refreshed, no prompt."""
+    base = {key: value for key, value in os.environ.items() if key not in LOCATION}
+    return {**base, "GIT_OPTIONAL_LOCKS": "0", "GIT_TERMINAL_PROMPT": "0", **(env or {})}
+
+
+def call(cwd: Path | str | None, *args: str, env: dict[str, str] | None = None, input: bytes | str | None = None,
+         timeout: float = TIMEOUT_S, user: bool = False) -> proc.Captured:
+    """`git args` through proc.capture (own process group, killed on timeout or Ctrl-C); never raises for
+    git's exit status. `user`: the user's config is read (user_environment) instead of none; `env` is
+    laid over either. A timeout reads as exit 124 with "timed out after N s" on stderr."""
+    whole = user_environment(env) if user else {**environment(), **(env or {})}
+    data = input.encode() if isinstance(input, str) else input
     try:
-        result = subprocess.run(argv(cwd, *args), cwd=str(cwd), capture_output=True, text=True, errors="replace",
-                                env=environment(), timeout=timeout, input=input,
-                                stdin=None if input is not None else subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise GitError(args, f"timed out after {timeout:.0f}s") from None
+        result = proc.capture(argv(cwd, *args), cwd=cwd, env=whole, timeout=timeout, input=data)
     except OSError as error:
-        raise GitError(args, error.strerror or str(error)) from None
+        return proc.Captured(127, b"", (error.strerror or str(error)).encode())
+    if result.timed_out:
+        return proc.Captured(124, result.stdout, f"timed out after {int(timeout)} s".encode(), timed_out=True)
+    return result
+
+
+def run(cwd: Path | str | None, *args: str, strip: bool = True, timeout: float = TIMEOUT_S, input: str | None = None,
+        env: dict[str, str] | None = None, user: bool = False) -> str:
+    """Run `git args` in `cwd`; its stdout (stripped unless asked not to). GitError on failure or timeout."""
+    result = call(cwd, *args, env=env, input=input, timeout=timeout, user=user)
     if result.returncode != 0:
-        said = result.stderr.strip() or result.stdout.strip() or f"exit {result.returncode}"
-        raise GitError(args, said, result.returncode)
-    return result.stdout.strip() if strip else result.stdout
+        said = result.stderr.decode("utf-8", "replace").strip() or result.stdout.decode("utf-8", "replace").strip()
+        raise GitError(args, said or f"exit {result.returncode}", None if result.timed_out else result.returncode)
+    out = result.stdout.decode("utf-8", "replace")
+    return out.strip() if strip else out
 
 
 def ok(cwd: Path | str, *args: str, timeout: float = TIMEOUT_S) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
+from . import git
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -113,8 +113,7 @@ def _failed(step: str, command: str, result) -> str:
 
 def _copy_repo(repo: Path, into: Path) -> None:
     """The files git tracks or would track (no build outputs), or the whole folder outside git."""
-    listed = subprocess.run(["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=repo, capture_output=True,
-                            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"})
+    listed = git.call(repo, "ls-files", "-z", "-co", "--exclude-standard", user=True)
     if listed.returncode != 0:
         shutil.copytree(repo, into, symlinks=True, ignore=shutil.ignore_patterns(".git", "node_modules", "target", "build"))
         return

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,10 +137,12 @@ def _branch_for_run(run, repo: Path, name: str) -> str | None:
 
 def _push(repo: Path, remote: str, branch: str) -> None:
     """Push one new branch (never forced): the user's checkout is not involved."""
-    result = subprocess.run(["git", "push", "--quiet", "--porcelain", remote, f"refs/heads/{branch}:refs/heads/{branch}"],
-                            cwd=str(repo), capture_output=True, text=True, env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+    from . import git as layer
+
+    result = layer.call(repo, "push", "--quiet", "--porcelain", remote, f"refs/heads/{branch}:refs/heads/{branch}", user=True)
     if result.returncode != 0:
-        lines = [line for line in (result.stderr or result.stdout).strip().splitlines() if line.strip()]
+        said = (result.stderr or result.stdout).decode("utf-8", "replace")
+        lines = [line for line in said.strip().splitlines() if line.strip()]
         raise UserError(f"git push {remote} {branch} failed: {lines[-1] if lines else 'no reason given'}")
 
 

@@ -129,6 +129,42 @@ def _run(command, cwd, timeout, env, log_path, stdin_text, usage, fence) -> Resu
     return Result(code, output or "", seconds, timed_out=timed_out, stopped=stopped, usage=measured)
 
 
+@dataclass
+class Captured:
+    returncode: int | None  # None when killed by the timeout
+    stdout: bytes
+    stderr: bytes
+    timed_out: bool = False
+
+    @property
+    def text(self) -> str:
+        return self.stdout.decode("utf-8", "replace")
+
+
+def capture(argv: list[str], cwd: str | Path | None = None, env: dict[str, str] | None = None, timeout: float | None = None,
+            input: bytes | None = None) -> Captured:
+    """Run `argv` (no shell) with stdout and stderr apart, as bytes, for callers that parse them (git, probes).
+
+    Like `run`: its own process group, registered so `stop_all` kills it, killed whole on timeout.
+    Unlike `run` it still starts while stopping: cleanup after an interrupt uses it. `env` is the
+    whole environment (None: inherited)."""
+    proc = subprocess.Popen(argv, cwd=str(cwd) if cwd else None, env=env, start_new_session=True,
+                            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with _live_lock:
+        _live[proc.pid] = proc
+    try:
+        out, err = proc.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc)
+        out, err = proc.communicate()
+        return Captured(None, out, err, timed_out=True)
+    finally:
+        with _live_lock:
+            _live.pop(proc.pid, None)
+    return Captured(proc.returncode, out, err)
+
+
 def kill_tree(proc: subprocess.Popen) -> None:
     """SIGTERM the process group and any descendants that left it, then SIGKILL what remains."""
     try:

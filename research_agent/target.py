@@ -6,21 +6,12 @@ The user's checkout is only ever read: every git command against it runs with op
 
 from __future__ import annotations
 
-import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import git as layer
 from .errors import TargetError
-
-# Read-only git against the user's repository: no index refresh, no fsmonitor, no hooks.
-READ_ONLY_ENV = {"GIT_OPTIONAL_LOCKS": "0"}
-GIT_IDENTITY = {  # author and committer of every commit the tool makes
-    "GIT_AUTHOR_NAME": "research-agent",
-    "GIT_AUTHOR_EMAIL": "research-agent@localhost",
-    "GIT_COMMITTER_NAME": "research-agent",
-    "GIT_COMMITTER_EMAIL": "research-agent@localhost",
-}
+from .git import GIT_IDENTITY  # noqa: F401  (re-exported: callers import it from here)
 
 
 @dataclass
@@ -31,16 +22,17 @@ class Target:
 
 
 def git(args: list[str], cwd: Path | None = None, env: dict | None = None, check: bool = True) -> str:
-    result = subprocess.run(
-        ["git", *args],
-        cwd=str(cwd) if cwd else None,
-        env={**os.environ, **READ_ONLY_ENV, **(env or {})},
-        capture_output=True,
-        text=True,
-    )
+    """git on the user's repository (or the run's, made from it) through research_agent.git, with the
+    user's config read (research_agent.git.user_environment); a failure as a TargetError."""
+    result = layer.call(cwd, *args, env=env, user=True)
     if check and result.returncode != 0:
-        raise TargetError(f"git {args[0]} failed: {(result.stderr or result.stdout).strip().splitlines()[-1:] or ['?']}")
-    return result.stdout.strip()
+        said = (result.stderr or result.stdout).decode("utf-8", "replace").strip().splitlines()[-1:] or ["?"]
+        raise TargetError(f"git {args[0]} failed: {said}")
+    return result.stdout.decode("utf-8", "replace").strip() if result.returncode == 0 else ""
+
+
+def _last_line(stderr: bytes) -> str:
+    return stderr.decode("utf-8", "replace").strip().splitlines()[-1] if stderr.strip() else ""
 
 
 def prepare(source: str, is_url: bool, run_dir: Path, allow_dirty: bool, hidden: list[str] = ()) -> Target:
@@ -78,18 +70,17 @@ def remote(url: str, run_dir: Path, resolve: bool = True) -> Target:
     git(["remote", "add", "origin", url], cwd=repo_dir)
     commit = None
     if resolve:
-        result = subprocess.run(["git", "ls-remote", url, "HEAD"], capture_output=True, text=True, env={**os.environ, **READ_ONLY_ENV})
+        result = layer.call(None, "ls-remote", url, "HEAD", user=True)
         if result.returncode != 0 or not result.stdout.split():
-            last = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "no HEAD"
-            raise TargetError(f"cannot reach {url}: {last}")
-        commit = result.stdout.split()[0]
+            raise TargetError(f"cannot reach {url}: {_last_line(result.stderr) or 'no HEAD'}")
+        commit = result.stdout.split()[0].decode()
     return Target(repo_dir, commit, f"{url} is cloned on the workers, not here")
 
 
 def _clone_url(url: str, repo_dir: Path) -> Target:
-    result = subprocess.run(["git", "clone", "--quiet", "--bare", url, str(repo_dir)], capture_output=True, text=True)
+    result = layer.call(None, "clone", "--quiet", "--bare", url, str(repo_dir), user=True)
     if result.returncode != 0:
-        raise TargetError(f"cannot clone {url}: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else 'git clone failed'}")
+        raise TargetError(f"cannot clone {url}: {_last_line(result.stderr) or 'git clone failed'}")
     return Target(repo_dir, git(["rev-parse", "HEAD"], cwd=repo_dir), None)
 
 

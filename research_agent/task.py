@@ -530,11 +530,9 @@ class Task(_Strict):
 
 def _git_ignores(path: Path) -> bool:
     """True when the git repository around `path` ignores it (a build output, say)."""
-    import subprocess
+    from . import git
 
-    result = subprocess.run(["git", "check-ignore", "-q", path.name], cwd=str(path.parent), capture_output=True,
-                            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"})
-    return result.returncode == 0
+    return git.call(path.parent, "check-ignore", "-q", path.name, user=True).returncode == 0
 
 
 def _repo_files_named_in(command: str | None, root: Path) -> list[str]:

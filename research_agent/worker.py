@@ -27,6 +27,7 @@ import tarfile
 import time
 from pathlib import Path
 
+from . import git
 from .text import plain
 
 MARK = "RA-BUNDLE"
@@ -180,7 +181,7 @@ def run_job(spec: dict, inputs: Path, out_dir: Path) -> dict:
     proc.reset()
     with _cache_lock():  # two jobs on one VM (a pool worker) must not update the mirror at once
         mirror = prepare_mirror(spec["repo"], inputs)
-    base = _git(mirror, "rev-parse", "--verify", (spec["repo"].get("base_commit") or "HEAD") + "^{commit}")
+    base = git.run(mirror, "rev-parse", "--verify", (spec["repo"].get("base_commit") or "HEAD") + "^{commit}")
     work = out_dir.parent / f"{out_dir.name}.work"
     if work.exists():
         import shutil
@@ -225,14 +226,14 @@ def prepare_mirror(repo: dict, inputs: Path) -> Path:
         if not repo.get("bundle") and "://" in source and not source.startswith("file://"):
             args.append("--filter=blob:none")  # big histories: blobs come when a worktree needs them
         tmp = cache / f"target.git.tmp{os.getpid()}"
-        _run(["git", *args, source, str(tmp)])
+        git.run(cache, *args, source, str(tmp))
         tmp.rename(mirror)
     for bundle in repo.get("lineage") or []:
-        _run(["git", "fetch", "--quiet", str(inputs / bundle), "+refs/heads/*:refs/heads/*"], cwd=mirror)
+        git.run(mirror, "fetch", "--quiet", str(inputs / bundle), "+refs/heads/*:refs/heads/*")
     base = repo.get("base_commit")
     if base and not _has_commit(mirror, base):
         if repo.get("url"):  # the target moved on since the mirror was made
-            _run(["git", "fetch", "--quiet", "origin", "+refs/heads/*:refs/heads/*"], cwd=mirror)
+            git.run(mirror, "fetch", "--quiet", "origin", "+refs/heads/*:refs/heads/*")
     return mirror
 
 
@@ -302,7 +303,7 @@ def _experiment(spec: dict, mirror: Path, base: str, work: Path, out_dir: Path) 
         metrics.close()
     if result.cand_commit and result.cand_commit != base:
         with _cache_lock():
-            _run(["git", "bundle", "create", "--quiet", str(out_dir / "candidate.bundle"), f"refs/heads/{branch}", f"^{base}"], cwd=mirror)
+            git.run(mirror, "bundle", "create", "--quiet", str(out_dir / "candidate.bundle"), f"refs/heads/{branch}", f"^{base}")
     outcome = result.runtime
     runtime_info = None
     if outcome is not None:
@@ -358,10 +359,10 @@ def _metrics(stream, bench: str, arm: str, index: int, metrics: dict) -> None:
 
 def _worktree(mirror: Path, path: Path, commit: str, branch: str | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    args = ["git", "worktree", "add", "--force", "--quiet"]
+    args = ["worktree", "add", "--force", "--quiet"]
     args += ["-B", branch, str(path), commit] if branch else ["--detach", str(path), commit]
     with _cache_lock():
-        _run(args, cwd=mirror)
+        git.run(mirror, *args)
     return path
 
 
@@ -372,30 +373,12 @@ def _remove_worktrees(mirror: Path, work: Path) -> None:
         shutil.rmtree(work, ignore_errors=True)
     with _cache_lock():
         try:
-            _run(["git", "worktree", "prune"], cwd=mirror)
-        except RuntimeError:
+            git.run(mirror, "worktree", "prune")
+        except git.GitError:
             pass
 
 
-def _run(args: list[str], cwd: Path | None = None) -> str:
-    """A git command on the VM's mirror, through research_agent.git (hooks off, no global config)."""
-    from . import git
-
-    assert args[0] == "git", args
-    try:
-        return git.run(cwd or Path.cwd(), *args[1:])
-    except git.GitError as error:
-        last = error.stderr.strip().splitlines()[-1:] or ["?"]
-        raise RuntimeError(f"{' '.join(args[:2])} failed: {last[0]}") from None
-
-
-def _git(repo: Path, *args: str) -> str:
-    return _run(["git", *args], cwd=repo)
-
-
 def _has_commit(mirror: Path, commit: str) -> bool:
-    from . import git
-
     return git.ok(mirror, "cat-file", "-e", f"{commit}^{{commit}}")
 
 

@@ -84,3 +84,33 @@ def test_a_failure_is_one_error_carrying_gits_own_message(run_repo):
     assert str(error.value).startswith("git rev-parse --verify no-such-ref^{commit}: ")
     assert "fatal" in str(error.value) and error.value.returncode == 128
     assert git.head(wt) == git.run(bare, "rev-parse", "HEAD")
+
+
+def test_a_timeout_kills_gits_whole_process_group(run_repo, tmp_path):
+    """An alias's shell and its child run in git's process group: the timeout must end them all, not just git."""
+    import psutil
+
+    bare, _ = run_repo
+    pid_file = tmp_path / "child.pid"
+    hang = f"alias.hang=!sleep 600 & echo $! > {pid_file}; wait"
+    result = git.call(bare, "-c", hang, "hang", timeout=2)
+    assert result.returncode == 124 and result.timed_out and b"timed out after 2 s" in result.stderr
+    try:
+        child = psutil.Process(int(pid_file.read_text()))
+        child.wait(timeout=30)  # returns once the sleep is gone; raises TimeoutExpired if it survived
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.TimeoutExpired:
+        assert child.status() == psutil.STATUS_ZOMBIE, "the alias's child outlived git's timeout"
+    with pytest.raises(git.GitError, match="timed out after 2 s"):
+        git.run(bare, "-c", hang, "hang", timeout=2)
+
+
+def test_bytes_on_stdin_and_an_env_override_reach_git(run_repo, tmp_path):
+    bare, _ = run_repo
+    objects = tmp_path / "objects"
+    objects.mkdir()
+    result = git.call(bare, "hash-object", "-w", "--stdin", input=b"\xffbinary\n", env={"GIT_OBJECT_DIRECTORY": str(objects)})
+    sha = result.text.strip()
+    assert result.returncode == 0 and (objects / sha[:2] / sha[2:]).is_file()
+    assert not git.ok(bare, "cat-file", "-e", sha)  # written where env said, not into the repository

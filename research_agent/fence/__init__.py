@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import proc
 from ..errors import FENCE, UserError
 from . import blocked
 
@@ -160,14 +160,16 @@ def probe(fence: Fence, scratch: Path) -> None:
     confined = fence.confine([inside])
     argv = confined.wrap(["/bin/sh", "-c", f'echo ok > "{inside}/written" && echo no > "{outside}"'])
     try:
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        result = proc.capture(argv, timeout=60)  # own process group, killed on timeout
         problem = None
-        if outside.exists():
+        if result.timed_out:
+            problem = "the probe could not run: it timed out after 60 s"
+        elif outside.exists():
             problem = f"a probe write outside its roots succeeded ({outside})"
         elif not (inside / "written").exists():
-            said = (result.stderr or result.stdout).strip().splitlines()
+            said = (result.stderr or result.stdout).decode("utf-8", "replace").strip().splitlines()
             problem = "a probe write inside its roots failed" + (f": {said[-1]}" if said else "")
-    except (OSError, subprocess.SubprocessError) as error:
+    except OSError as error:
         problem = f"the probe could not run: {error}"
     finally:
         outside.unlink(missing_ok=True)

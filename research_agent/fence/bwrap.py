@@ -6,7 +6,8 @@ writable roots bound back read-write, a fresh /dev and /proc. The network namesp
 from __future__ import annotations
 
 import shutil
-import subprocess
+
+from .. import proc
 
 NAME = "bubblewrap"
 INSTALL = "apt-get install bubblewrap (or your distribution's bubblewrap package)"
@@ -22,8 +23,8 @@ def works() -> bool:
     if not found:
         return False
     try:
-        result = subprocess.run([*argv([], ["true"])], capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError):
+        result = proc.capture([*argv([], ["true"])], timeout=30)  # own process group, killed on timeout
+    except OSError:
         return False
     return result.returncode == 0
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 import os
 import re
-import subprocess
 import tempfile
 from datetime import date
 from pathlib import Path
 
+from .. import git
 from ..text import first_line
 from .base import SourceItem
 
@@ -24,7 +24,6 @@ SKIP_DIRS = {".git", ".hg", ".svn", "node_modules", "__pycache__"}
 HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
 
 # Never read the user's git hooks, fsmonitor or pagers into play while inspecting a local repo.
-GIT_SAFE = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"]
 GIT_ENV = {"GIT_OPTIONAL_LOCKS": "0", "GIT_TERMINAL_PROMPT": "0", "GIT_LFS_SKIP_SMUDGE": "1"}
 
 
@@ -151,9 +150,8 @@ def _pdf_text(path: Path) -> tuple[str, str]:
     return "\n\n".join(pages), title
 
 
-def _git(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", *GIT_SAFE, *args], cwd=str(cwd) if cwd else None, capture_output=True, text=True,
-                          env={**os.environ, **GIT_ENV}, stdin=subprocess.DEVNULL, timeout=120)
+def _git(args: list[str]):  # the layer, with this source's env and timeout
+    return git.call(None, *args, env=GIT_ENV, timeout=120, user=True)
 
 
 def _readme_first_line(text: str) -> str:
@@ -221,10 +219,10 @@ class LocalCompetitors:
         for name in README_NAMES:
             shown = _git([*git_dir_args, "show", f"HEAD:{name}"])
             if shown.returncode == 0:
-                readme = shown.stdout
+                readme = shown.text
                 break
         updated = _git([*git_dir_args, "log", "-1", "--format=%cs", "HEAD"])
-        return readme[:MAX_TEXT], updated.stdout.strip() if updated.returncode == 0 else ""
+        return readme[:MAX_TEXT], updated.text.strip() if updated.returncode == 0 else ""
 
     def _from_folder(self, path: Path) -> tuple[str | None, str]:
         """(README text at HEAD or "", last commit date); README None when not a git repository."""
@@ -232,14 +230,14 @@ class LocalCompetitors:
         if probe.returncode != 0:
             return None, ""
         toplevel = _git(["-C", str(path), "rev-parse", "--is-bare-repository", "--show-toplevel"])
-        lines = toplevel.stdout.splitlines()
+        lines = toplevel.text.splitlines()
         if lines and lines[0] == "false" and len(lines) > 1 and Path(lines[1]).resolve() != path:
             return None, ""  # a plain folder inside some other repository
         return self._head_readme(["-C", str(path)])
 
     def _from_bundle(self, path: Path) -> tuple[str | None, str]:
         heads = _git(["bundle", "list-heads", str(path)])
-        if heads.returncode != 0 or not heads.stdout.strip():
+        if heads.returncode != 0 or not heads.text.strip():
             return None, ""
         with tempfile.TemporaryDirectory(prefix="research-agent-bundle-") as scratch:
             clone = Path(scratch) / "repo.git"

@@ -21,12 +21,11 @@ import hashlib
 import os
 import re
 import shutil
-import signal
-import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
+from .. import git, proc
 from ..text import clip, first_line, last_line
 from .base import SourceItem
 from .history import ZERO, Change, Commit, advance, ancestors, compose, dependencies, parse_raw
@@ -45,11 +44,8 @@ ALLOWED_SCHEMES = ("https://", "http://", "git://", "ssh://", "file://")
 SKIP_DIRS = {".git", "node_modules"}
 
 # Options for every git command that touches a clone: no hooks, no fsmonitor, no external diff tools.
-SAFE_CONFIG = [
-    "-c", "core.hooksPath=/dev/null",
-    "-c", "core.fsmonitor=false",
+SAFE_CONFIG = [  # on top of research_agent.git's (hooks off, no fsmonitor, no ext protocol)
     "-c", "core.symlinks=false",
-    "-c", "protocol.ext.allow=never",
     "-c", "advice.detachedHead=false",
     "-c", "diff.noprefix=false",
     "-c", "diff.mnemonicPrefix=false",
@@ -162,30 +158,16 @@ class Miner:
     # ----- git --------------------------------------------------------------------------------
 
     def _env(self, extra: dict | None = None) -> dict:
-        env = {**os.environ, **BASE_ENV, **(extra or {})}
-        for key in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES"):
-            if not extra or key not in extra:
-                env.pop(key, None)
+        """Laid over research_agent.git.user_environment (which drops inherited GIT_DIR and the like)."""
+        env = {**BASE_ENV, **(extra or {})}
         if self.offline:
             env["GIT_ALLOW_PROTOCOL"] = "file"  # a partial clone's lazy blob fetch must not reach the network
         return env
 
     def _run(self, args: list[str], cwd: Path | None = None, env: dict | None = None, input: bytes | None = None,
-             timeout: float = GIT_TIMEOUT) -> subprocess.CompletedProcess:
-        """git with the safe options, in its own process group so a timeout ends its helpers too."""
-        process = subprocess.Popen(["git", *SAFE_CONFIG, *args], cwd=str(cwd) if cwd else None, env=self._env(env),
-                                   stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-        try:
-            out, err = process.communicate(input, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.communicate()
-            return subprocess.CompletedProcess(args, 124, b"", f"timed out after {int(timeout)} s".encode())
-        return subprocess.CompletedProcess(args, process.returncode, out, err)
+             timeout: float = GIT_TIMEOUT) -> proc.Captured:
+        """git through research_agent.git (hooks off, own process group) with the safe options; exit 124 on timeout."""
+        return git.call(cwd, *SAFE_CONFIG, *args, env=self._env(env), input=input, timeout=timeout, user=True)
 
     def _git(self, args: list[str], cwd: Path | None = None, env: dict | None = None, check: bool = True) -> str:
         result = self._run(args, cwd=cwd, env=env)

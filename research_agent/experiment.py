@@ -9,7 +9,6 @@ worktrees; a cloud worker can call it the same way on its VM.
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
 import re
 from dataclasses import dataclass, field

@@ -257,7 +257,6 @@ def _narrow_list(experiments: list[dict]):
 def status_table(status: dict, width: int | None = None):
     """A rich renderable for `research-agent status` without --json; `width`: the console's (narrow below WIDE)."""
     from rich.console import Group
-    from rich.table import Table
     from rich.text import Text
 
     metric = status.get("metric") or {}

@@ -155,7 +155,6 @@ class SkyAPI:
 
     def exec(self, yaml_path: Path, cluster: str, secrets: dict[str, str]) -> int:
         import sky
-        from sky import exceptions
 
         try:
             with _quiet():

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import PlanError, UserError
+from ..errors import PlanError
 from ..noise import Noise, pairs_note, unpaired
 from ..research.base import Evidence, NothingFound, SourceItem
 from ..research.rank import LOCAL_KINDS, query_text, score_of, tokenize

@@ -16,7 +16,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Callable
 
-from ..errors import UserError
 from .base import Evidence, NothingFound, SourceItem, SourceUnavailable
 from .http import Http, cache_dir
 from .mine import COMMITS

@@ -10,12 +10,12 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from .. import proc
 from ..errors import UserError
 from ..prices import Price, PriceTable, is_one_price, parse_price, parse_prices
 from ..text import one_line
@@ -54,11 +54,10 @@ def binary_version(binary: Path | str, timeout: float = 15.0, env: dict[str, str
     if key in _version_cache:
         return _version_cache[key]
     try:
-        result = subprocess.run([key, "--version"], capture_output=True, text=True, timeout=timeout,
-                                stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
-        match = _VERSION.search(result.stdout or "") if result.returncode == 0 else None
+        result = proc.capture([key, "--version"], env={**os.environ, **(env or {})}, timeout=timeout)
+        match = _VERSION.search(result.text) if result.returncode == 0 else None
         version = match.group(0) if match else None
-    except (OSError, subprocess.SubprocessError):
+    except OSError:
         version = None
     _version_cache[key] = version
     return version

@@ -111,6 +111,13 @@ def redact(text: str, secrets: list[str]) -> str:
 # ---------------------------------------------------------------------------
 
 
+def positive_number(value):
+    """A pydantic `before` check shared by the options that must be a number above zero."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
 class AgentOptions(BaseModel):
     """The task spec's `runtime:` options every agent CLI takes; a CLI's subclass adds its own."""
 
@@ -130,10 +137,8 @@ class AgentOptions(BaseModel):
 
     @field_validator("max_usd", mode="before")
     @classmethod
-    def _positive_number(cls, value, info):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ValueError("must be a positive number")
-        return value
+    def _positive_number(cls, value):
+        return positive_number(value)
 
     @field_validator("extra_args", mode="before")
     @classmethod

@@ -64,7 +64,7 @@ from .. import git, proc
 from ..errors import AgentCredentialsError
 from ..prices import Price, PriceTable, anthropic
 from ..text import last_line, one_line
-from .agent_cli import AgentCLIRuntime, AgentOptions, constraints_text, find_binary, redact
+from .agent_cli import AgentCLIRuntime, AgentOptions, constraints_text, find_binary, positive_number, redact
 from .base import Brief, RuntimeResult
 from .writes import WriteCheck, write_targets
 
@@ -288,9 +288,7 @@ class ClaudeCodeOptions(AgentOptions):
     @field_validator("bash_timeout", mode="before")
     @classmethod
     def _positive_seconds(cls, value):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ValueError("must be a positive number")
-        return value
+        return positive_number(value)
 
     @field_validator("allowed_tools", mode="before")
     @classmethod

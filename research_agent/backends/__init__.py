@@ -4,16 +4,10 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Callable
 
-from ..errors import UserError
-
-
-def _load(target: str):
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
+from ..registry import load, lookup
 
 
 @dataclass(frozen=True)
@@ -26,13 +20,13 @@ class BackendKind:
     doctor: str | None = None  # "module:function() -> dict": its row in `research-agent doctor`
 
     def load(self):
-        return _load(self.target)
+        return load(self.target)
 
     def prepare_task(self, task):
-        return _load(self.prepare)(task) if self.prepare else task
+        return load(self.prepare)(task) if self.prepare else task
 
     def doctor_info(self) -> dict | None:
-        return _load(self.doctor)() if self.doctor else None
+        return load(self.doctor)() if self.doctor else None
 
 
 # The order is the order shown to users; the first is the default.
@@ -49,10 +43,7 @@ REMOTE_BACKENDS = tuple(name for name, kind in BACKENDS.items() if kind.remote)
 
 def backend_kind(name: str) -> BackendKind:
     """The registered backend `name`, or one clear error naming the registered ones."""
-    kind = BACKENDS.get(name)
-    if kind is None:
-        raise UserError(f"unknown backend '{name}' (available: {', '.join(BACKEND_NAMES)})")
-    return kind
+    return lookup(BACKENDS, name, "backend")
 
 
 def make_backend(run, options: dict | None = None, notify: Callable[[str], None] | None = None):

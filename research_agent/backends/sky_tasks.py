@@ -29,15 +29,13 @@ NODE_SETUP = (
 
 def runtime_setup(name: str) -> str:
     """Setup lines that install the runtime's CLI on a worker ('' for runtimes that need none)."""
-    import importlib
-
     from ..runtimes import runtime_kind
 
     kind = runtime_kind(name)
     if not kind.npm:
         return ""
-    tested = importlib.import_module(kind.module).TESTED  # (oldest, newest) version the tests drive
-    return f"{NODE_SETUP}\n{_npm_install(kind.npm, tested[1])}"
+    newest = kind.load().TESTED[1]  # (oldest, newest) version the tests drive
+    return f"{NODE_SETUP}\n{_npm_install(kind.npm, newest)}"
 
 
 def _npm_install(package: str, version: str) -> str:

@@ -4,10 +4,9 @@ named by a "module:Class" string and imported only when it is made."""
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 
-from ..errors import UserError
+from ..registry import load, lookup
 from .base import Brief, Runtime, RuntimeResult
 
 
@@ -29,8 +28,7 @@ class RuntimeKind:
         return self.target.split(":")[0]
 
     def load(self) -> type[Runtime]:
-        module, _, cls = self.target.partition(":")
-        return getattr(importlib.import_module(module), cls)
+        return load(self.target)
 
     def secret_names(self, options: dict) -> list[str]:
         names = list(self.secrets)
@@ -56,10 +54,7 @@ AGENT_RUNTIMES = tuple(name for name, kind in RUNTIMES.items() if kind.agent)
 
 def runtime_kind(name: str) -> RuntimeKind:
     """The registered runtime `name`, or one clear error naming the registered ones."""
-    kind = RUNTIMES.get(name)
-    if kind is None:
-        raise UserError(f"unknown runtime '{name}' (available: {', '.join(RUNTIME_NAMES)})")
-    return kind
+    return lookup(RUNTIMES, name, "runtime")
 
 
 def make_runtime(name: str, options: dict, timeout: float, fence=None) -> Runtime:

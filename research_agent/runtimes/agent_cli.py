@@ -11,9 +11,9 @@ import re
 import shlex
 import shutil
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, field_validator
 
 from .. import proc
 from ..errors import UserError
@@ -111,11 +111,13 @@ def redact(text: str, secrets: list[str]) -> str:
 # ---------------------------------------------------------------------------
 
 
-def positive_number(value):
-    """A pydantic `before` check shared by the options that must be a number above zero."""
+def _positive_number(value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ValueError("must be a positive number")
     return value
+
+
+PositiveNumber = Annotated[float, BeforeValidator(_positive_number)]  # an option that must be a number above zero
 
 
 class AgentOptions(BaseModel):
@@ -125,7 +127,7 @@ class AgentOptions(BaseModel):
 
     binary: str | None = None  # path or name of the executable (default: the CLI's name on PATH)
     model: str | None = None  # default: the CLI's own default
-    max_usd: float = 2.0  # per-experiment spending cap, checked on the running cost
+    max_usd: PositiveNumber = 2.0  # per-experiment spending cap, checked on the running cost
     prices: Any = None  # one price for the run's model, or {model: price}; merged over research_agent.prices
     unsafe: bool = False  # the CLI without its own permission checks / sandbox: disposable hosts only
     extra_args: list[str] = []  # more CLI arguments (a list, or one shell-quoted string)
@@ -134,11 +136,6 @@ class AgentOptions(BaseModel):
     @classmethod
     def _blank_is_none(cls, value):
         return None if value == "" else value
-
-    @field_validator("max_usd", mode="before")
-    @classmethod
-    def _positive_number(cls, value):
-        return positive_number(value)
 
     @field_validator("extra_args", mode="before")
     @classmethod

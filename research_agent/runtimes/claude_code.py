@@ -64,7 +64,7 @@ from .. import git, proc
 from ..errors import AgentCredentialsError
 from ..prices import Price, PriceTable, anthropic
 from ..text import last_line, one_line
-from .agent_cli import AgentCLIRuntime, AgentOptions, constraints_text, find_binary, positive_number, redact
+from .agent_cli import AgentCLIRuntime, AgentOptions, constraints_text, find_binary, PositiveNumber, redact
 from .base import Brief, RuntimeResult
 from .writes import WriteCheck, write_targets
 
@@ -274,7 +274,7 @@ class ClaudeCodeOptions(AgentOptions):
 
     max_turns: int = DEFAULT_MAX_TURNS
     allowed_tools: list[str] = list(DEFAULT_TOOLS)
-    bash_timeout: float = DEFAULT_BASH_TIMEOUT_S
+    bash_timeout: PositiveNumber = DEFAULT_BASH_TIMEOUT_S
     setting_sources: list[str] = []
     mcp_config: str | None = None
 
@@ -284,11 +284,6 @@ class ClaudeCodeOptions(AgentOptions):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or int(value) != value:
             raise ValueError("must be a positive integer")
         return int(value)
-
-    @field_validator("bash_timeout", mode="before")
-    @classmethod
-    def _positive_seconds(cls, value):
-        return positive_number(value)
 
     @field_validator("allowed_tools", mode="before")
     @classmethod

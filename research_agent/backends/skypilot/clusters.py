@@ -13,11 +13,11 @@ from typing import Callable
 
 from ... import proc
 from ...ledger import WorkerStatus
+from ...text import one_line, plain
 from ..sky_api import CloudError, LaunchError, WorkerLost
 from .backend import SkyPilotBackend
 from .execute import TransferError, _cloud_error, _JobFailed, _NotStarted, _why
 from .options import NAME, PREFIX, RUNNING_STATES
-from ...text import one_line
 
 
 class SetupFailed(LaunchError):
@@ -216,10 +216,7 @@ class ClustersBackend(SkyPilotBackend):
     def _setup(self, cluster: Cluster) -> None:
         """The worker's setup as the cluster's first job: the launch has set autodown by now, so a
         setup that fails or hangs still ends with the cluster gone (see sky/cluster.yaml)."""
-        try:
-            job_id = self.api.exec(self.sky_dir / "cluster-setup.yaml", cluster.name, self.secrets())
-        except WorkerLost as error:
-            raise LaunchError(f"setup could not start: {error}") from None
+        job_id = self.api.exec(self.sky_dir / "cluster-setup.yaml", cluster.name, self.secrets())
         state = self._wait(lambda: self.api.job_status(cluster.name, job_id), cluster)
         if state != "SUCCEEDED":
             try:
@@ -288,6 +285,6 @@ class ClustersBackend(SkyPilotBackend):
 def _setup_failure(log: str) -> str:
     """The failure line sky/cluster-setup.yaml prints (exit code and the setup's last lines), found
     wherever SkyPilot's own framing puts it; else the log's last lines."""
-    log = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", log)
+    log = plain(log)
     marked = re.findall(r"RA_SETUP_FAILED (.*)", log)
     return one_line(marked[-1] if marked else " | ".join([line for line in log.splitlines() if line.strip()][-3:]), 300)

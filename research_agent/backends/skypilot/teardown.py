@@ -50,7 +50,7 @@ class TeardownMixin:
         for worker in live:
             if worker.kind == "cluster":
                 # "up" in the ledger only once its setup job succeeded: a cluster killed mid-setup is removed
-                if states.get(worker.id) == "UP" and worker.status == "up" and not self._stopping.is_set():
+                if states.get(worker.id) == "UP" and worker.status == WorkerStatus.UP and not self._stopping.is_set():
                     slot = int(worker.meta.get("slot") or 1)
                     match = re.search(r"-g(\d+)$", worker.id)
                     from .clusters import Cluster
